@@ -1,0 +1,5 @@
+import sys
+
+from eosmodel.cli import main
+
+sys.exit(main())
