@@ -206,3 +206,22 @@ def test_round_trips_preserve_every_float(tmp_path_factory, rows):
 def test_config_file_is_plain_json(tmp_path):
     Trace.from_columns({"step": [0]}, {"a": np.float32(0.5), "b": np.arange(2)}).save(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text()) == {"a": 0.5, "b": [0, 1]}
+
+
+def test_plot_traces_draws_the_measured_data_and_ceiling(tmp_path):
+    from eosmodel.trace import plot_traces
+
+    gd = Trace.from_columns(_columns(30), {"tuner": {"name": "constant", "stepsize": 0.1}})
+    other = Trace.from_columns(_columns(30, seed=1), {"tuner": {"name": "polyak"}})
+    fig = plot_traces([gd, other], path=tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 0
+    ax_loss, ax_sharp, ax_eta, ax_norm = fig.axes
+    steps, vals = gd.measured("sharpness")
+    line = ax_sharp.get_lines()[0]
+    np.testing.assert_array_equal(line.get_xdata(), steps)
+    np.testing.assert_array_equal(line.get_ydata(), vals)
+    ceilings = [ln for ln in ax_sharp.get_lines() if ln.get_linestyle() == "--"]
+    assert len(ceilings) == 1 and ceilings[0].get_ydata()[0] == pytest.approx(20.0)
+    assert [ln.get_label() for ln in ax_loss.get_lines()] == ["GD eta=0.1", "polyak"]
+    with pytest.raises(ValueError, match="labels"):
+        plot_traces([gd], labels=["a", "b"])

@@ -6,10 +6,12 @@ header, then one JSON object per step, appended and flushed as the run goes). Se
 
 API: :class:`TraceWriter` (append-only, crash-safe, resumable), :class:`Trace` (config + numpy
 columns), :func:`load_trace` (run directory, ``.jsonl`` or ``.csv``), :func:`write_csv` and
-:func:`read_csv` (exchange with other frameworks).
+:func:`read_csv` (exchange with other frameworks), :func:`plot_traces` (the standard
+four-panel figure: loss, sharpness with 2/eta, stepsize, eta*lambda).
 """
 
 from eosmodel.trace._csv import read_csv, write_csv
+from eosmodel.trace._plot import default_label, plot_traces
 from eosmodel.trace._schema import (
     COLUMN_FAMILIES,
     CSV_ALIASES,
@@ -37,7 +39,9 @@ __all__ = [
     "Trace",
     "TraceError",
     "TraceWriter",
+    "default_label",
     "load_trace",
+    "plot_traces",
     "read_csv",
     "write_csv",
 ]
