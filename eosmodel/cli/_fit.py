@@ -1,0 +1,95 @@
+"""``eosmodel fit PATH... [--out DIR] [--tuner NAME] [--closed-loop]``: fit EOS models to traces.
+
+For each trace (run directory, ``trace.jsonl`` or CSV with columns step, stepsize, sharpness and
+optionally loss or x) it writes ``<out>/<name>/fit_report.json`` and ``<out>/<name>/fit.png`` and
+prints a summary; with several traces it also prints and saves ``<out>/comparison.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from eosmodel.fit import compare, fit_trace, plot_fit
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "fit",
+        help="fit 'EOS alone' and the joint sharpness-stepsize model to traces",
+        description=(
+            "Fit the EOS-alone model and the joint (self-stabilisation + tuner) model to one or "
+            "more traces, and say window by window where EOS alone explains the sharpness."
+        ),
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="run directory, trace.jsonl or CSV (columns step, stepsize, sharpness; loss/x optional)")
+    p.add_argument("--out", default="fit_out", help="output directory (default: fit_out)")
+    p.add_argument("--tuner", default=None,
+                   help="tuner rule for the closed loop (constant, oracle, armijo, polyak, cdat, or a "
+                        "preset of eosmodel.tuners); implies --closed-loop")
+    p.add_argument("--sigma", type=float, default=None, help="sigma of the oracle/cdat rule (with --tuner)")
+    p.add_argument("--closed-loop", action="store_true",
+                   help="also fit the closed-loop joint model (tuner from the trace's config unless --tuner)")
+    p.add_argument("--windows", type=int, default=8, help="number of verdict windows (default 8)")
+    p.add_argument("--time", choices=("eta_t", "steps"), default="eta_t",
+                   help="clock of the fits: eta*t (default) or steps")
+    p.add_argument("--edge-tol", type=float, default=0.05,
+                   help="tolerance on eta*lambda around 2, relative to the ceiling (default 0.05)")
+    p.set_defaults(func=run)
+
+
+def _closed_loop(args) -> None | str | dict:
+    if args.tuner is None:
+        return "auto" if args.closed_loop else None
+    from eosmodel.fit import RULE_NAMES
+
+    if args.tuner in RULE_NAMES:
+        cfg = {"name": args.tuner}
+        if args.tuner in ("armijo", "polyak", "cdat"):
+            from eosmodel.tuners import tuner_config
+
+            cfg = tuner_config(args.tuner)
+    else:
+        from eosmodel.tuners import tuner_config
+
+        cfg = tuner_config(args.tuner)  # a preset; ValueError names the valid ones
+    if args.sigma is not None:
+        cfg["sigma"] = args.sigma
+    return cfg
+
+
+def _name(path: Path, used: set[str]) -> str:
+    base = path.stem if path.is_file() else path.name
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", base) or "trace"
+    if base in ("trace", "run"):
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.resolve().parent.name if path.is_file() else base)
+    name, i = base, 1
+    while name in used:
+        i += 1
+        name = f"{base}-{i}"
+    used.add(name)
+    return name
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    closed = _closed_loop(args)
+    reports, used = [], set()
+    for raw in args.paths:
+        path = Path(raw)
+        report = fit_trace(path, closed_loop=closed, windows=args.windows, time=args.time,
+                           edge_tol=args.edge_tol)
+        sub = out / _name(path, used)
+        report.to_json(sub / "fit_report.json")
+        plot_fit(report, None, sub / "fit.png")
+        print(report.summary())
+        print(f"  -> {sub / 'fit_report.json'}, {sub / 'fit.png'}")
+        reports.append(report)
+    if len(reports) > 1:
+        table = compare(reports, out / "comparison.txt")
+        print()
+        print(table, end="")
+        print(f"-> {out / 'comparison.txt'}")
+    return 0
