@@ -1,0 +1,246 @@
+"""Shared helpers of the tuners: status codes, validation, finite guards, state readers.
+
+Every tuner state is a ``NamedTuple`` with a ``stepsize`` field (the stepsize the last update
+took, 0 when it took no step) and an ``info`` field (a ``NamedTuple`` of scalar diagnostics that
+always holds ``skipped`` (bool) and ``status`` (int32, one of the codes below)).
+
+Status codes (``info.status``), the same for every tuner:
+
+* 0 ``STATUS_OK``: a regular step was taken.
+* 1 ``STATUS_NONFINITE_INPUT``: the value or the gradient was NaN/inf: no step.
+* 2 ``STATUS_ZERO_GRADIENT``: ‖g‖² ≤ eps (Polyak): no step.
+* 3 ``STATUS_BELOW_F_STAR``: f(w) < f* (Polyak): no step (never an ascent step).
+* 4 ``STATUS_LINESEARCH_FAILED``: no Armijo trial passed; the ``on_failure`` policy applied.
+* 5 ``STATUS_NONFINITE_TRIAL``: no Armijo trial passed and the last one was non-finite: no step.
+* 6 ``STATUS_DEGENERATE``: the stepsize formula gave a zero denominator or a non-finite value
+  (e.g. CDAT with zero curvature and eps = 0): no step.
+
+Whenever ``info.skipped`` is set, the update is exactly zero.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+STATUS_OK = 0
+STATUS_NONFINITE_INPUT = 1
+STATUS_ZERO_GRADIENT = 2
+STATUS_BELOW_F_STAR = 3
+STATUS_LINESEARCH_FAILED = 4
+STATUS_NONFINITE_TRIAL = 5
+STATUS_DEGENERATE = 6
+
+STATUS_NAMES = {
+    STATUS_OK: "ok",
+    STATUS_NONFINITE_INPUT: "nonfinite_input",
+    STATUS_ZERO_GRADIENT: "zero_gradient",
+    STATUS_BELOW_F_STAR: "below_f_star",
+    STATUS_LINESEARCH_FAILED: "linesearch_failed",
+    STATUS_NONFINITE_TRIAL: "nonfinite_trial",
+    STATUS_DEGENERATE: "degenerate",
+}
+
+#: Registry of tuner state types, filled by each tuner module; used by the state readers.
+TUNER_STATE_TYPES: list[type] = []
+
+
+def register_state(cls: type) -> type:
+    """Register a tuner state ``NamedTuple`` so that :func:`read_stepsize` can find it."""
+    TUNER_STATE_TYPES.append(cls)
+    return cls
+
+
+# ----------------------------------------------------------------------------------------------
+# Construction-time validation (plain Python numbers only: hyperparameters are static).
+# ----------------------------------------------------------------------------------------------
+
+
+def as_real(name: str, value: Any) -> float:
+    """Return ``value`` as a Python float, or raise ``ValueError`` if it is not a real number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)  # numpy scalars, 0-d arrays
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{name} must be a real number, got {value!r}; pass a Python float."
+            ) from None
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a real number, got nan; pass a finite float.")
+    return value
+
+
+def check_open(name: str, value: Any, lo: float, hi: float) -> float:
+    """Return ``value`` as float, or raise ``ValueError`` unless ``lo < value < hi``."""
+    v = as_real(name, value)
+    if not lo < v < hi:
+        raise ValueError(f"{name} must lie in ({lo:g}, {hi:g}), got {value!r}; choose a value inside.")
+    return v
+
+
+def check_positive(name: str, value: Any, *, finite: bool = True) -> float:
+    """Return ``value`` as float, or raise ``ValueError`` unless ``value > 0`` (and finite)."""
+    v = as_real(name, value)
+    if not v > 0 or (finite and math.isinf(v)):
+        raise ValueError(
+            f"{name} must be a finite number > 0, got {value!r}; pass a positive value."
+        )
+    return v
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """Return ``value`` as float, or raise ``ValueError`` unless ``0 <= value < inf``."""
+    v = as_real(name, value)
+    if not 0 <= v < math.inf:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}; pass e.g. 0.0.")
+    return v
+
+
+def check_at_least(name: str, value: Any, lo: float) -> float:
+    """Return ``value`` as float, or raise ``ValueError`` unless ``lo <= value < inf``."""
+    v = as_real(name, value)
+    if not lo <= v < math.inf:
+        raise ValueError(f"{name} must be a finite number >= {lo:g}, got {value!r}; pass e.g. {lo:g}.")
+    return v
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Return ``value`` as int, or raise ``ValueError`` unless it is an integer >= 1."""
+    try:
+        ok = not isinstance(value, (bool, str)) and int(value) == value and value >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}; pass e.g. 30.")
+    return int(value)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """Return ``value``, or raise ``ValueError`` unless it is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-step helpers (traced).
+# ----------------------------------------------------------------------------------------------
+
+
+def require(name: str, value: Any, tuner: str) -> None:
+    """Raise ``ValueError`` naming the missing per-step keyword ``name`` if it is ``None``."""
+    if value is None:
+        raise ValueError(f"{tuner}.update needs the keyword argument {name}=...; pass it.")
+
+
+def real_dtype(params: Any) -> jnp.dtype:
+    """The real floating dtype of the first leaf of ``params`` (the dtype of the stepsize)."""
+    leaves = jax.tree.leaves(params)
+    if not leaves:
+        raise ValueError("params must hold at least one array leaf; got an empty pytree.")
+    dtype = jnp.result_type(leaves[0])
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        return jnp.result_type(float)
+    return jnp.finfo(dtype).dtype
+
+
+def scalar(x: Any, dtype: Any) -> jax.Array:
+    """A strongly typed 0-d array of ``dtype`` (weak types would make ``jit`` recompile)."""
+    return jax.lax.convert_element_type(jnp.asarray(x), jnp.dtype(dtype)).reshape(())
+
+
+def all_finite(*trees: Any) -> jax.Array:
+    """True iff every entry of every leaf of ``trees`` is finite (bool scalar); ``None`` is skipped."""
+    unique = [tree for i, tree in enumerate(trees) if all(tree is not t for t in trees[:i])]
+    leaves = [leaf for tree in unique for leaf in jax.tree.leaves(tree)]
+    if not leaves:
+        return jnp.asarray(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def tree_vdot(a: Any, b: Any) -> jax.Array:
+    """Σ over leaves of ⟨a, b⟩ (real inputs), accumulated in the leaves' dtype."""
+    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def descent_update(stepsize: jax.Array, direction: Any, skip: jax.Array) -> Any:
+    """``-stepsize * direction`` leaf by leaf, exactly zero where ``skip`` (even if NaN)."""
+
+    def leaf(x: jax.Array) -> jax.Array:
+        step = (-stepsize).astype(x.dtype) * x
+        return jnp.where(skip, jnp.zeros_like(x), step)
+
+    return jax.tree.map(leaf, direction)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the state of a (possibly chained) optimizer.
+# ----------------------------------------------------------------------------------------------
+
+
+def _find_tuner_state(opt_state: Any) -> Any:
+    types = tuple(TUNER_STATE_TYPES)
+    found = [
+        leaf
+        for leaf in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, types))
+        if isinstance(leaf, types)
+    ]
+    if not found:
+        raise ValueError(
+            "opt_state holds no eosmodel tuner state; pass the state of an optimizer built with "
+            "eosmodel.tuners (constant, armijo, polyak, cdat or make_tuner)."
+        )
+    if len(found) > 1:
+        raise ValueError(
+            f"opt_state holds {len(found)} tuner states, which is ambiguous; chain one tuner only "
+            "or read the wanted sub-state yourself."
+        )
+    return found[0]
+
+
+def read_stepsize(opt_state: Any) -> jax.Array:
+    """The stepsize η_t the last update took (0 if it took no step), found anywhere in ``opt_state``.
+
+    Args:
+      opt_state: the state of a tuner, or of an ``optax.chain`` containing exactly one tuner.
+
+    Returns:
+      The ``stepsize`` field of the tuner state (a scalar, or batched under ``vmap``).
+
+    Raises:
+      ValueError: if ``opt_state`` holds no tuner state or more than one.
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> from eosmodel.tuners import constant, read_stepsize
+      >>> opt, w = optax.chain(optax.clip(1.0), constant(0.5)), jnp.zeros(2)
+      >>> float(read_stepsize(opt.init(w)))  # before any step
+      0.0
+      >>> _, state = opt.update(jnp.ones(2), opt.init(w), w)
+      >>> float(read_stepsize(state))
+      0.5
+    """
+    return _find_tuner_state(opt_state).stepsize
+
+
+def read_diagnostics(opt_state: Any) -> dict[str, jax.Array]:
+    """The tuner diagnostics of the last update as ``{field: array}`` (the fields of ``info``).
+
+    The trace stores them as columns ``tuner_<field>``. Every tuner reports at least ``skipped``
+    (bool) and ``status`` (int32, see the module's status codes).
+
+    Args:
+      opt_state: the state of a tuner, or of an ``optax.chain`` containing exactly one tuner.
+
+    Returns:
+      A dict mapping each field of the tuner's ``info`` NamedTuple to its value.
+
+    Raises:
+      ValueError: if ``opt_state`` holds no tuner state or more than one.
+    """
+    return dict(_find_tuner_state(opt_state).info._asdict())
+

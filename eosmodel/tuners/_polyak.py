@@ -1,0 +1,164 @@
+"""Polyak stepsize SPS_max (Loizou et al.), with an optional smoothed cap."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from eosmodel.tuners import _base
+
+
+class PolyakInfo(NamedTuple):
+    """Diagnostics of :func:`polyak` for the last update.
+
+    Attributes:
+      skipped: bool, no step was taken (non-finite input, ‖g‖² ≤ eps, or f < f*).
+      status: int32 status code (0 ok, 1 non-finite input, 2 zero gradient, 3 f < f*).
+      ratio: the uncapped Polyak ratio (f − f*)/(c‖g‖²); 0 when the input is non-finite or
+        ‖g‖² ≤ eps (the ratio is undefined there), negative when f < f*.
+      cap: the cap in force, γ_max or min(τ·η_{t−1}, γ_max) with the smoothed cap.
+    """
+
+    skipped: jax.Array
+    status: jax.Array
+    ratio: jax.Array
+    cap: jax.Array
+
+
+@_base.register_state
+class PolyakState(NamedTuple):
+    """State of :func:`polyak`.
+
+    Attributes:
+      stepsize: the stepsize the last update took (0 when it took no step).
+      info: :class:`PolyakInfo` diagnostics.
+      reference_stepsize: η_{t−1} of the smoothed cap: the last positive stepsize taken
+        (γ_max before the first step). Unused without ``smooth_cap``.
+    """
+
+    stepsize: jax.Array
+    info: PolyakInfo
+    reference_stepsize: jax.Array
+
+
+def polyak(
+    c: float = 0.5,
+    f_star: float = 0.0,
+    max_stepsize: float = 1.0,
+    smooth_cap: float | None = None,
+    eps: float = 0.0,
+) -> optax.GradientTransformationExtraArgs:
+    """Polyak stepsize SPS_max: η = min((f − f*)/(c‖g‖²), γ_max).
+
+    Math:
+
+        η_t = min( (f(w_t) − f*) / (c·‖g_t‖²),  Γ_t ),
+        Γ_t = γ_max                                   (``smooth_cap=None``),
+        Γ_t = min(τ·η_{t−1}, γ_max), Γ_0 = γ_max       (smoothed cap),
+
+    with f(w_t) = ``value``, g_t = ``grad`` (defaults to ``updates``; the step follows
+    −``updates``), f* = ``f_star``, c = ``c``, γ_max = ``max_stepsize`` and τ = ``smooth_cap`` the
+    *per-step* growth factor of the cap (Loizou et al.'s smoothing uses τ = γ^{b/n} for batch size
+    b, data set size n and a per-epoch factor γ, e.g. 2^{b/n}; pass that number). η_{t−1} is the
+    last positive stepsize taken, so a skipped step does not collapse the cap. On f = ½λw² with
+    f* = 0: η = min(1/(2cλ), γ_max).
+
+    optax 0.2.8's ``polyak_sgd(scaling=s, max_learning_rate=m)`` is ``chain(sgd(s),
+    scale_by_polyak(m))``: the Polyak ratio is measured on the already scaled updates −s·g, so its
+    step is s·min(gap/(s²‖g‖²), m) = min(gap/(s‖g‖²), s·m). With a fixed cap this rule therefore
+    equals it at s = c, m = γ_max/c (not s = 1/c; both facts are tested). The ratio is computed
+    here rather than through optax because the per-step (smoothed) cap and the diagnostics
+    (uncapped ratio, cap in force) are not exposed by optax.
+
+    Args:
+      c: c > 0. Default 0.5 (0.2 is the other common choice).
+      f_star: f*, a lower bound of the loss. Default 0.0 (interpolating models).
+      max_stepsize: γ_max > 0. Default 1.0.
+      smooth_cap: τ ≥ 1, the per-step growth factor of the smoothed cap, or ``None`` (fixed cap).
+      eps: ≥ 0; no step when ‖g‖² ≤ eps (the zero-gradient guard). Default 0.0.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` whose ``update(updates, state, params, *,
+      value, grad=None, value_fn=None)`` returns ``-eta * updates``; ``value`` is required,
+      ``value_fn`` is unused.
+
+    Failure modes:
+      No step (``skipped=True``) when the value or gradient is non-finite (``status=1``), when
+      ‖g‖² ≤ eps (``status=2``), or when f < f* (``status=3``; never an ascent step). Bad
+      hyperparameters raise ``ValueError`` at construction.
+
+    References: Loizou et al., arXiv 2002.10542 (SPS_max and its smoothing); Roulet, Agarwala,
+    Pedregosa, arXiv 2312.00209.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> opt, w = polyak(c=0.5, max_stepsize=10.0), jnp.array([1.0])
+      >>> u, s = opt.update(4.0 * w, opt.init(w), w, value=2.0 * w[0] ** 2)  # f = 2w², λ = 4
+      >>> float(s.stepsize)  # 1/(2cλ)
+      0.25
+    """
+    c = _base.check_positive("c", c)
+    f_star = _base.as_real("f_star", f_star)
+    if not -float("inf") < f_star < float("inf"):
+        raise ValueError(f"f_star must be a finite number, got {f_star!r}; pass e.g. 0.0.")
+    gamma_max = _base.check_positive("max_stepsize", max_stepsize)
+    tau = None if smooth_cap is None else _base.check_at_least("smooth_cap", smooth_cap, 1.0)
+    eps = _base.check_nonnegative("eps", eps)
+
+    def init_fn(params: Any) -> PolyakState:
+        dtype = _base.real_dtype(params)
+        zero = _base.scalar(0.0, dtype)
+        return PolyakState(
+            stepsize=zero,
+            info=PolyakInfo(
+                skipped=_base.scalar(False, bool),
+                status=_base.scalar(_base.STATUS_OK, "int32"),
+                ratio=zero,
+                cap=_base.scalar(gamma_max, dtype),
+            ),
+            reference_stepsize=_base.scalar(gamma_max, dtype),
+        )
+
+    def update_fn(
+        updates: Any,
+        state: PolyakState,
+        params: Any = None,
+        *,
+        value: Any = None,
+        grad: Any = None,
+        value_fn: Callable[[Any], Any] | None = None,
+    ) -> tuple[Any, PolyakState]:
+        del params, value_fn  # unused
+        _base.require("value", value, "polyak")
+        dtype = state.stepsize.dtype
+        grad = updates if grad is None else grad
+        value = _base.scalar(value, dtype)
+        finite = _base.all_finite(updates, grad, value)
+        grad_sq = _base.tree_vdot(grad, grad).astype(dtype)
+        gap = value - f_star
+        zero_grad = finite & (grad_sq <= eps)
+        below = finite & ~zero_grad & (gap < 0)
+        defined = finite & ~zero_grad
+        ratio = jnp.where(defined, gap / jnp.where(defined, c * grad_sq, 1.0), 0.0).astype(dtype)
+        if tau is None:
+            cap = _base.scalar(gamma_max, dtype)
+        else:
+            cap = jnp.minimum(tau * state.reference_stepsize, gamma_max).astype(dtype)
+        skip = ~finite | zero_grad | below
+        eta = jnp.where(skip, 0.0, jnp.minimum(ratio, cap)).astype(dtype)
+        status = jnp.where(
+            ~finite,
+            _base.STATUS_NONFINITE_INPUT,
+            jnp.where(zero_grad, _base.STATUS_ZERO_GRADIENT, jnp.where(below, _base.STATUS_BELOW_F_STAR, _base.STATUS_OK)),
+        ).astype(jnp.int32)
+        new_state = PolyakState(
+            stepsize=eta,
+            info=PolyakInfo(skipped=skip, status=status, ratio=ratio, cap=cap),
+            reference_stepsize=jnp.where(eta > 0, eta, state.reference_stepsize).astype(dtype),
+        )
+        return _base.descent_update(eta, updates, skip), new_state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
