@@ -70,6 +70,7 @@ from eosmodel.toys._maps import (  # noqa: E402
     map_rule,
     oracle_rule,
     polyak_rule,
+    reduce_toy,
     second_order_normalized_step,
 )
 
@@ -88,5 +89,6 @@ __all__ += [
     "map_rule",
     "oracle_rule",
     "polyak_rule",
+    "reduce_toy",
     "second_order_normalized_step",
 ]

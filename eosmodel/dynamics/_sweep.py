@@ -1,0 +1,607 @@
+"""Batched reduced-map runs over parameter grids (vmap), summarised on the fly into diagrams."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from eosmodel.toys._maps import (
+    RULES,
+    SecondOrderModel,
+    SecondOrderState,
+    SelfStabilizationModel,
+    SelfStabilizationState,
+    UVModel,
+    UVState,
+)
+
+#: Reduced models a sweep can run: name -> (model class, state class, default initial state).
+MODELS: dict[str, tuple[type, type, dict[str, float]]] = {
+    "self_stabilization": (SelfStabilizationModel, SelfStabilizationState, {"x": 0.01}),
+    "second_order": (SecondOrderModel, SecondOrderState, {"z": 0.5, "ntk": 1.0}),
+    "uv": (UVModel, UVState, {"f": 1.0, "lam": 1.0}),
+}
+
+#: Rule hyperparameters that select code paths (not sweepable: pass them in ``fixed``).
+STATIC_HYPER = frozenset(
+    {"max_trials", "on_failure", "init_rule", "exact", "smooth_cap", "ema", "guard"}
+)
+#: Convenience aliases accepted as grid/fixed names.
+ALIASES = {"eta": "stepsize"}
+
+SUMMARIES = (
+    "mean_normalized_sharpness",
+    "mean_sharpness",
+    "mean_stepsize",
+    "rms_coordinate",
+    "final_sharpness",
+    "final_stepsize",
+    "min_normalized_sharpness",
+    "max_normalized_sharpness",
+)
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """Summaries of a batch of reduced-map runs over a Cartesian parameter grid.
+
+    Every summary array has the grid's shape ``shape`` (axis i ↔ ``axes[i]``), computed over
+    the last ``window`` steps of each run, with λ_t = ``model.sharpness`` (the map's sharpness
+    variable: λ for the self-stabilisation and uv maps, T = ‖J‖² for the second-order map):
+
+    * ``mean_normalized_sharpness`` ⟨η_tλ_t⟩, ``min_/max_normalized_sharpness``,
+      ``mean_sharpness`` ⟨λ_t⟩, ``mean_stepsize`` ⟨η_t⟩, ``rms_coordinate`` √⟨c_t²⟩ of the
+      state's first coordinate (x, z or f), ``final_sharpness`` λ_T and ``final_stepsize`` η_{T−1};
+      NaN for diverged runs;
+    * ``diverged`` (bool) and ``diverged_at`` (the first step whose update was non-finite or
+      exceeded the threshold; −1 if none);
+    * ``late_normalized_sharpness``: shape ``shape + (record_last,)``, the last η_tλ_t values of
+      each run (the bifurcation diagram's points; NaN for diverged runs).
+
+    Attributes:
+      axes: the grid's parameter names, in axis order.
+      values: name → the 1-D grid values of that axis.
+      summaries: name → array (the fields above).
+      config: the sweep's settings (model, rule, fixed values, steps, window, dtype, ...).
+    """
+
+    axes: tuple[str, ...]
+    values: dict[str, np.ndarray]
+    summaries: dict[str, np.ndarray]
+    config: dict
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(self.values[a]) for a in self.axes)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return self.summaries[name]
+        except KeyError:
+            raise KeyError(f"no summary {name!r}; available: {sorted(self.summaries)}") from None
+
+    @property
+    def diverged(self) -> np.ndarray:
+        return self.summaries["diverged"]
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write ``sweep.npz`` (grid values and summaries) and ``sweep.json`` (axes, config)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        arrays = {f"axis_{a}": v for a, v in self.values.items()}
+        arrays.update(self.summaries)
+        np.savez_compressed(out / "sweep.npz", **arrays)
+        meta = {"axes": list(self.axes), "summaries": sorted(self.summaries), "config": self.config}
+        with open(out / "sweep.json", "w") as fh:
+            json.dump(meta, fh, indent=2, sort_keys=True, default=_json_default)
+            fh.write("\n")
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> "SweepResult":
+        """Read a result written by :meth:`save`."""
+        out = Path(out_dir)
+        with open(out / "sweep.json") as fh:
+            meta = json.load(fh)
+        with np.load(out / "sweep.npz") as data:
+            values = {a: data[f"axis_{a}"] for a in meta["axes"]}
+            summaries = {k: data[k] for k in meta["summaries"]}
+        return cls(tuple(meta["axes"]), values, summaries, meta["config"])
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return obj.item()
+    return str(obj)
+
+
+def _canonical(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+def _classify(model_name: str, rule_name: str, names: Sequence[str]) -> dict[str, str]:
+    """Map every parameter name to its role: ``model``, ``rule``, ``init`` or ``seed``."""
+    model_cls, state_cls, _ = MODELS[model_name]
+    rule_params = set(_rule_signature(rule_name))
+    roles = {}
+    for raw in names:
+        name = _canonical(raw)
+        if name in model_cls._fields:
+            roles[raw] = "model"
+        elif name in rule_params:
+            roles[raw] = "rule"
+        elif name.startswith("init_") and name[5:] in state_cls._fields:
+            roles[raw] = "init"
+        elif name in ("seed", "init_noise"):
+            roles[raw] = name
+        else:
+            valid = sorted(
+                set(model_cls._fields) | rule_params | {f"init_{f}" for f in state_cls._fields}
+                | {"seed", "init_noise"} | set(ALIASES)
+            )
+            raise ValueError(
+                f"unknown sweep parameter {raw!r} for model {model_name!r} with rule "
+                f"{rule_name!r}; valid names are {valid}."
+            )
+    return roles
+
+
+def _rule_signature(rule_name: str) -> list[str]:
+    import inspect
+
+    return list(inspect.signature(RULES[rule_name]).parameters)
+
+
+def _as_axis(name: str, values: Any) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64).reshape(-1) if not isinstance(values, str) else None
+    if arr is None or arr.size == 0 or not np.all(np.isfinite(arr)):
+        raise ValueError(
+            f"grid values of {name!r} must be a non-empty sequence of finite numbers, got "
+            f"{values!r}; pass e.g. np.linspace(0.1, 2.0, 64)."
+        )
+    return arr
+
+
+def _check_int(name: str, value: Any, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}; pass e.g. {max(lo, 1)}.")
+    return int(value)
+
+
+def _state_finite(state: Any, threshold: float | None) -> jax.Array:
+    """True where every coordinate is finite (and below ``threshold`` in absolute value).
+
+    ``|v| < threshold`` is False for NaN and ±inf, so with a threshold one comparison suffices.
+    """
+    out = None
+    for leaf in jax.tree.leaves(state):
+        ok = jnp.isfinite(leaf) if threshold is None else jnp.abs(leaf) < threshold
+        if ok.ndim:
+            ok = jnp.all(ok)
+        out = ok if out is None else out & ok
+    return out
+
+
+def _first_field(state: Any) -> jax.Array:
+    return state[0]
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("model_name", "rule_name", "roles", "static_rule", "steps", "window",
+                     "record_last", "threshold", "unroll", "chunk"),
+)
+def _sweep_jit(flat_params, fixed_params, key, *, model_name, rule_name, roles, static_rule,
+               steps, window, record_last, threshold, unroll, chunk):
+    """All trajectories: ``lax.map`` over chunks of a ``vmap`` of one summarised run."""
+    model_cls, state_cls, default_init = MODELS[model_name]
+    roles = dict(roles)
+    dtype = jax.tree.leaves(flat_params)[0].dtype if flat_params else jnp.result_type(float)
+
+    def one(point: dict) -> dict:
+        hp = {**fixed_params, **point}
+        by = {"model": {}, "rule": dict(static_rule), "init": {}}
+        if rule_name == "constant":
+            # Divergence is detected on the state: the constant rule's input guard is not needed.
+            by["rule"].setdefault("guard", False)
+        for name, v in hp.items():
+            role = roles[name]
+            if role in by:
+                by[role][_canonical(name)] = v
+        model = model_cls(**{**model_cls._field_defaults, **by["model"]})
+        if model_name == "self_stabilization":
+            # The toy starts at s = 0: λ_0 = λ₀ unless init_lam is given.
+            by["init"].setdefault("init_lam", hp.get("lambda0", model.lambda0))
+        init = {f: by["init"].get(f"init_{f}", default_init.get(f)) for f in state_cls._fields}
+        if "init_noise" in hp:
+            sub = jax.random.fold_in(key, jnp.asarray(hp.get("seed", 0), jnp.int32))
+            noise = jax.random.normal(sub, (len(state_cls._fields),), dtype)
+            fields = [f for f in state_cls._fields if init[f] is not None]
+            for i, f in enumerate(fields):
+                init[f] = init[f] + hp["init_noise"] * noise[i]
+        state = state_cls(**{f: (None if v is None else jnp.asarray(v, dtype))
+                             for f, v in init.items()})
+        rule = RULES[rule_name](**by["rule"])
+        rs0 = rule.init(model, state)
+        zero = jnp.zeros((), dtype)
+        nan = jnp.asarray(jnp.nan, dtype)
+
+        def advance(s, rs, alive, n_alive):
+            eta, rs_new, diag = rule.update(model, s, rs)
+            lam = model.sharpness(s)
+            s_new = model.step(s, eta)
+            # Diverged: a non-finite (or too large) new state, or a rule that met a non-finite
+            # loss or gradient (status 1; it then takes no step and would freeze the run).
+            # A diverged run is not frozen (no per-step select): its state may turn NaN, which
+            # is harmless as its summaries are reported as NaN.
+            ok = alive & _state_finite(s_new, threshold) & (diag["status"] != 1)
+            return s_new, rs_new, ok, n_alive + ok.astype(jnp.int32), eta, lam
+
+        def burn(carry, _):
+            s, rs, alive, n = carry
+            s, rs, alive, n, _, _ = advance(s, rs, alive, n)
+            return (s, rs, alive, n), None
+
+        def accumulate(carry, _, output):
+            (s, rs, alive, n), acc = carry
+            c = _first_field(s)
+            s, rs, alive, n, eta, lam = advance(s, rs, alive, n)
+            ns = eta * lam
+            acc = (acc[0] + ns, acc[1] + lam, acc[2] + eta, acc[3] + c * c,
+                   jnp.minimum(acc[4], ns), jnp.maximum(acc[5], ns), eta)
+            return ((s, rs, alive, n), acc), (ns if output else None)
+
+        carry = (state, rs0, jnp.asarray(True), jnp.zeros((), jnp.int32))
+        n_burn = steps - window
+        if n_burn:
+            carry, _ = lax.scan(burn, carry, None, length=n_burn, unroll=unroll)
+        acc = (zero, zero, zero, zero, jnp.asarray(jnp.inf, dtype), jnp.asarray(-jnp.inf, dtype),
+               zero)
+        mid = window - record_last
+        if mid:
+            (carry, acc), _ = lax.scan(functools.partial(accumulate, output=False), (carry, acc),
+                                       None, length=mid, unroll=unroll)
+        if record_last:
+            (carry, acc), late = lax.scan(functools.partial(accumulate, output=True),
+                                          (carry, acc), None, length=record_last, unroll=unroll)
+        else:
+            late = jnp.zeros((0,), dtype)
+        s, _, alive, n = carry
+        w = jnp.asarray(window, dtype)
+        keep = lambda v: jnp.where(alive, v, nan)  # noqa: E731
+        return {
+            "mean_normalized_sharpness": keep(acc[0] / w),
+            "mean_sharpness": keep(acc[1] / w),
+            "mean_stepsize": keep(acc[2] / w),
+            "rms_coordinate": keep(jnp.sqrt(acc[3] / w)),
+            "min_normalized_sharpness": keep(acc[4]),
+            "max_normalized_sharpness": keep(acc[5]),
+            "final_sharpness": keep(model.sharpness(s)),
+            "final_stepsize": keep(acc[6]),
+            "diverged": ~alive,
+            "diverged_at": jnp.where(alive, -1, n),
+            "late_normalized_sharpness": jnp.where(alive, late, nan),
+        }
+
+    total = jax.tree.leaves(flat_params)[0].shape[0] if flat_params else 1
+    if not flat_params:
+        return jax.tree.map(lambda v: v[None], one({}))
+    chunked = jax.tree.map(lambda v: v.reshape((total // chunk, chunk) + v.shape[1:]), flat_params)
+    out = lax.map(jax.vmap(one), chunked)
+    return jax.tree.map(lambda v: v.reshape((total,) + v.shape[2:]), out)
+
+
+def sweep(
+    model: str,
+    rule: str,
+    grid: Mapping[str, Any],
+    *,
+    steps: int,
+    fixed: Mapping[str, Any] | None = None,
+    key: jax.Array | None = None,
+    window: int | None = None,
+    record_last: int | None = None,
+    divergence_threshold: float | None = 1e15,
+    dtype: Any = jnp.float32,
+    chunk_size: int = 16384,
+    unroll: int | None = None,
+) -> SweepResult:
+    """Run a reduced map with a tuner rule over a Cartesian grid of parameters, batched with vmap.
+
+    Math: for each grid point, the map state_{t+1} = ``model.step(state_t, η_t)`` with η_t =
+    rule(state_t) (see :mod:`eosmodel.toys._maps`; e.g. on the self-stabilisation map
+    x_{t+1} = (1 − η_tλ_t)x_t, λ_{t+1} = λ_t + η_t(α − βx_t²/2)), run for ``steps`` steps and
+    summarised over the last ``window`` steps on the fly (no per-step storage beyond the last
+    ``record_last`` values of η_tλ_t): see :class:`SweepResult`.
+
+    Parameter names (grid axes or ``fixed`` values): the model's constants (``alpha``, ``beta``,
+    ``lambda0``, ``sharpening_limit`` | ``omega``, ``energy`` | ``target``, ``width``), the
+    rule's numeric hyperparameters (``stepsize`` (alias ``eta``), ``sigma``, ``c``,
+    ``max_stepsize``, ...), initial conditions ``init_<field>`` (``init_x``, ``init_lam``, ...;
+    for the self-stabilisation model λ_0 = ``lambda0`` unless ``init_lam`` is given, as in the
+    toy) and ``seed`` with ``init_noise`` (Gaussian noise of that scale added to each initial
+    coordinate, drawn from ``fold_in(key, seed)``). Code-path settings (``max_trials``,
+    ``on_failure``, ``init_rule``, ``exact``, ``smooth_cap``, ``ema``) go in ``fixed`` only.
+
+    Numerics: in float32 a coordinate that decays for long (x while ηλ < 2 on the
+    self-stabilisation map) can underflow to exactly 0, after which no oscillation can grow
+    back (λ then sharpens forever): start near the edge (``init_x`` of order δ = √(2α/β),
+    ``lambda0`` near 2/η), add ``init_noise``, or sweep in float64.
+
+    Divergence: a run whose state becomes non-finite or exceeds ``divergence_threshold`` in
+    absolute value is recorded in ``diverged``/``diverged_at`` (its summaries are NaN); it never
+    raises and never disturbs the other runs.
+
+    Args:
+      model: ``"self_stabilization"``, ``"second_order"`` or ``"uv"``.
+      rule: ``"constant"``, ``"oracle"``, ``"armijo"``, ``"polyak"`` or ``"cdat"``.
+      grid: name → 1-D values; the runs cover their Cartesian product (axis order = dict order).
+      steps: steps per run (≥ 1).
+      fixed: name → value for the other parameters (defaults: the model's and rule's).
+      key: PRNG key for the initial noise (required when ``init_noise`` is set).
+      window: number of final steps summarised (default ``steps // 2``; 1 ≤ window ≤ steps).
+      record_last: number of final η_tλ_t values kept per run (0 ≤ record_last ≤ window;
+        default min(64, window)).
+      divergence_threshold: bound on |state| (``None``: non-finite only).
+      dtype: float32 (default, the fast path) or float64 (needs ``jax.enable_x64``).
+      chunk_size: runs per vectorised chunk (memory/cache trade-off).
+      unroll: ``lax.scan`` unroll factor of the time loop (default: 8 for the ``constant`` rule,
+        whose fused step is small; 1 otherwise: unrolling a larger step body makes XLA's fusion
+        duplicate work, which slows the oracle down and makes Armijo/Polyak compile for ever).
+
+    Returns:
+      A :class:`SweepResult`.
+
+    Raises:
+      ValueError: an unknown model, rule or parameter name, a static setting on a grid axis,
+        empty or non-finite grid values, bad ``steps``/``window``/``record_last``, or a missing
+        ``key`` with ``init_noise``.
+
+    Reference: Damian, Nichani, Lee, arXiv 2209.15594; Roulet, Agarwala, Pedregosa, arXiv
+    2312.00209; Kalra & Barkeshli, arXiv 2311.02076 (period doubling in the uv model).
+
+    Example:
+      Fixed η: the orbit circles (δ, 2/η) with δ = √(2α/β) = √2 ≈ 1.41, so ⟨ηλ⟩ ≈ 2.
+
+      >>> res = sweep("self_stabilization", "constant", {"init_x": [1.2, 1.6]}, steps=4000,
+      ...             fixed={"eta": 0.01, "alpha": 1.0, "beta": 1.0, "lambda0": 200.0})
+      >>> res.shape, [round(float(v), 2) for v in res["mean_normalized_sharpness"]]
+      ((2,), [2.0, 2.0])
+      >>> [round(float(v), 1) for v in res["rms_coordinate"]], res["diverged"].tolist()
+      ([1.4, 1.4], [False, False])
+    """
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}; pick one of them.")
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {sorted(RULES)}, got {rule!r}; pick one of them.")
+    if not isinstance(grid, Mapping):
+        raise ValueError(f"grid must be a mapping name -> values, got {type(grid).__name__}; "
+                         "pass e.g. {'eta': np.linspace(0.1, 2, 64)}.")
+    fixed = dict(fixed or {})
+    steps = _check_int("steps", steps, 1)
+    window = steps // 2 if window is None else _check_int("window", window, 1)
+    if window > steps or window < 1:
+        raise ValueError(f"window must lie in [1, steps={steps}], got {window}; pass a smaller window.")
+    record_last = min(64, window) if record_last is None else _check_int("record_last", record_last, 0)
+    if record_last > window:
+        raise ValueError(
+            f"record_last must lie in [0, window={window}], got {record_last}; pass a smaller value."
+        )
+    chunk_size = _check_int("chunk_size", chunk_size, 1)
+    if unroll is None:
+        unroll = 8 if rule == "constant" else 1
+    unroll = _check_int("unroll", unroll, 1)
+    if divergence_threshold is not None and not float(divergence_threshold) > 0:
+        raise ValueError(f"divergence_threshold must be > 0 or None, got {divergence_threshold!r}.")
+    dtype = jnp.dtype(dtype)
+    if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}; pass jnp.float32.")
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype float64 needs x64: run inside `with jax.enable_x64(True):`.")
+
+    roles = _classify(model, rule, list(grid) + list(fixed))
+    overlap = set(grid) & set(fixed)
+    if overlap:
+        raise ValueError(f"parameters {sorted(overlap)} are both on the grid and fixed; keep one.")
+    static_rule = {}
+    for name in list(fixed):
+        if _canonical(name) in STATIC_HYPER:
+            static_rule[_canonical(name)] = fixed.pop(name)
+    for name in grid:
+        if _canonical(name) in STATIC_HYPER:
+            raise ValueError(
+                f"{name!r} selects a code path and cannot be a grid axis; pass it in fixed."
+            )
+    if ("init_noise" in roles.values()) and key is None:
+        raise ValueError("key is required with init_noise; pass key=jax.random.key(seed).")
+    if key is None:
+        key = jax.random.key(0)  # unused: no random initial noise requested
+    axes = tuple(grid)
+    values = {a: _as_axis(a, grid[a]) for a in axes}
+    # Validate the rule's settings on concrete values (the factories check ranges, which are
+    # intervals: the smallest and the largest grid value suffice).
+    fixed_rule = {_canonical(k): v for k, v in fixed.items() if roles[k] == "rule"}
+    for pick in (np.min, np.max):
+        probe = {_canonical(k): float(pick(values[k])) for k in axes if roles[k] == "rule"}
+        RULES[rule](**probe, **fixed_rule, **static_rule)
+    mesh = np.meshgrid(*[values[a] for a in axes], indexing="ij") if axes else []
+    total = int(np.prod([len(values[a]) for a in axes])) if axes else 1
+    chunk = min(chunk_size, total)
+    padded = -(-total // chunk) * chunk
+    flat = {}
+    for a, m in zip(axes, mesh):
+        v = m.reshape(-1)
+        v = np.concatenate([v, np.full(padded - total, v[-1])])
+        flat[a] = jnp.asarray(v, jnp.int32 if roles[a] == "seed" else dtype)
+    fixed_arr = {k: (jnp.asarray(v, jnp.int32) if roles[k] == "seed" else jnp.asarray(v, dtype))
+                 for k, v in fixed.items() if v is not None}
+    fixed_none = {k for k, v in fixed.items() if v is None}
+    roles_t = tuple(sorted((k, r) for k, r in roles.items() if k not in fixed_none))
+    # Parameters fixed to None (e.g. sharpening_limit=None) keep the model's static default.
+    out = _sweep_jit(
+        flat, fixed_arr, key, model_name=model, rule_name=rule, roles=roles_t,
+        static_rule=tuple(sorted(static_rule.items())), steps=steps, window=window,
+        record_last=record_last,
+        threshold=None if divergence_threshold is None else float(divergence_threshold),
+        unroll=unroll, chunk=chunk,
+    )
+    out = jax.device_get(out)
+    shape = tuple(len(values[a]) for a in axes)
+    summaries = {k: np.asarray(v)[:total].reshape(shape + np.asarray(v).shape[1:])
+                 for k, v in out.items()}
+    config = {
+        "kind": "sweep",
+        "model": model,
+        "rule": rule,
+        "fixed": {k: (v if isinstance(v, (str, type(None), bool)) else float(v)) for k, v in fixed.items()},
+        "static": dict(static_rule),
+        "steps": steps,
+        "window": window,
+        "record_last": record_last,
+        "divergence_threshold": divergence_threshold,
+        "dtype": str(dtype),
+        "sharpness": "map variable (model.sharpness)",
+    }
+    return SweepResult(axes, values, summaries, config)
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures.
+# ----------------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_phase_diagram(
+    result: SweepResult,
+    quantity: str = "mean_normalized_sharpness",
+    *,
+    x: str | None = None,
+    y: str | None = None,
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+):
+    """Phase diagram: a summary over a 2-D grid (or a curve over a 1-D grid), divergence marked.
+
+    Args:
+      result: a :class:`SweepResult` with one or two axes (other axes must have length 1).
+      quantity: the summary to colour by (default ``mean_normalized_sharpness``, ⟨ηλ⟩).
+      x, y: the axes on the horizontal/vertical direction (default: the first two).
+      path: if given, the figure is saved there.
+      title: the figure's title.
+
+    Returns:
+      The matplotlib ``Figure``. Diverged runs are drawn in grey (2-D) or as crosses (1-D).
+
+    Raises:
+      ValueError: an unknown quantity or axis, or more than two axes of length > 1.
+    """
+    plt = _pyplot()
+    data = result[quantity]
+    live = [a for a in result.axes if len(result.values[a]) > 1]
+    x = x or (live[0] if live else result.axes[0])
+    if x not in result.axes or (y is not None and y not in result.axes):
+        raise ValueError(f"x and y must be grid axes {list(result.axes)}, got x={x!r}, y={y!r}.")
+    others = [a for a in live if a not in (x, y)]
+    if y is None and others:
+        y = others.pop(0)
+    if others:
+        raise ValueError(
+            f"the phase diagram shows two axes, but {others} also vary; sweep them separately."
+        )
+    fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
+    order = [result.axes.index(a) for a in ([x] if y is None else [y, x])]
+    rest = [i for i in range(len(result.axes)) if i not in order]
+    arr = np.transpose(data, order + rest).reshape([data.shape[i] for i in order])
+    div = np.transpose(result.diverged, order + rest).reshape(arr.shape)
+    if y is None:
+        xs = result.values[x]
+        ax.plot(xs, np.where(div, np.nan, arr), "-o", ms=3)
+        if div.any():
+            ax.plot(xs[div], np.zeros(div.sum()), "x", color="grey", label="diverged")
+            ax.legend()
+        ax.set_xlabel(x)
+        ax.set_ylabel(quantity)
+    else:
+        xs, ys = result.values[x], result.values[y]
+        mesh = ax.pcolormesh(xs, ys, np.ma.masked_where(div | ~np.isfinite(arr), arr),
+                             shading="nearest", cmap="viridis")
+        fig.colorbar(mesh, ax=ax, label=quantity)
+        if div.any():
+            ax.pcolormesh(xs, ys, np.ma.masked_where(~div, np.ones_like(arr)), shading="nearest",
+                          cmap="Greys", vmin=0, vmax=2, alpha=0.6)
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+    ax.set_title(title or f"{result.config.get('model')} / {result.config.get('rule')}"
+                 "\n(grey or x: diverged)", fontsize=10)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_bifurcation(
+    result: SweepResult,
+    param: str | None = None,
+    *,
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+):
+    """Bifurcation diagram: the late values of η_tλ_t of each run against a 1-D parameter.
+
+    Args:
+      result: a :class:`SweepResult` with one axis of length > 1 (others of length 1).
+      param: that axis (default: the only varying one).
+      path: if given, the figure is saved there.
+      title: the figure's title.
+
+    Returns:
+      The matplotlib ``Figure`` (a dot per recorded step; ηλ = 2 dashed).
+
+    Raises:
+      ValueError: no recorded values (``record_last=0``), or not exactly one varying axis.
+    """
+    plt = _pyplot()
+    late = result["late_normalized_sharpness"]
+    if late.shape[-1] == 0:
+        raise ValueError("the sweep recorded no late values; rerun it with record_last > 0.")
+    live = [a for a in result.axes if len(result.values[a]) > 1]
+    param = param or (live[0] if len(live) == 1 else None)
+    if param is None or param not in result.axes or [a for a in live if a != param]:
+        raise ValueError(
+            f"a bifurcation diagram needs exactly one varying axis, got {live}; pass param= "
+            "and sweep the others separately."
+        )
+    i = result.axes.index(param)
+    pts = np.moveaxis(late, i, 0).reshape(len(result.values[param]), -1)
+    xs = np.repeat(result.values[param][:, None], pts.shape[1], axis=1)
+    fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
+    ax.plot(xs.ravel(), pts.ravel(), ",", color="k", alpha=0.6)
+    ax.plot(xs.ravel(), pts.ravel(), ".", color="k", ms=1, alpha=0.3)
+    ax.axhline(2.0, ls="--", color="tab:red", lw=0.8, label="ηλ = 2")
+    ax.set_xlabel(param)
+    ax.set_ylabel("late η·λ")
+    ax.legend(loc="best")
+    ax.set_title(title or f"{result.config.get('model')} / {result.config.get('rule')}: "
+                 "bifurcation diagram")
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
