@@ -1,0 +1,61 @@
+"""Train real networks with stepsize tuners while tracking sharpness (full batch and mini-batch).
+
+Public API:
+
+* data, models, losses: :func:`load_dataset` / :class:`Dataset` (MNIST-1D embedded, digits,
+  CIFAR-10 from local files, synthetic), :func:`make_model` / :func:`init_model` (fc, cnn, VGG11,
+  ResNet), :func:`make_loss_fn` / :class:`LossFns` (MSE with the ½ convention, cross-entropy);
+* configs: :func:`load_config` (TOML/JSON + ``table.key=value`` overrides),
+  :func:`normalize_config` (defaults and validation), :data:`DEFAULTS`;
+* runs: :func:`run_training` (run directory with config.json, trace.jsonl, checkpoints,
+  summary.json; resumable) returning a :class:`RunResult`; :data:`EXIT_DIVERGED`;
+* devices: :func:`make_data_parallel` (data parallelism over local devices).
+
+Example (a few full-batch GD steps on synthetic data)::
+
+    from eosmodel.train import run_training
+    result = run_training({"data": {"name": "synthetic", "n_train": 64, "n_test": 32},
+                           "model": {"name": "fc-tanh", "width": 16},
+                           "tuner": {"preset": "armijo-jax"},
+                           "train": {"steps": 20}, "sharpness": {"every": 5}}, "runs/example")
+    result.trace["sharpness"], result.summary["final_train_loss"]
+"""
+
+from eosmodel.train._config import DEFAULTS, apply_overrides, load_config, normalize_config, parse_override
+from eosmodel.train._data import DATA_DEFAULTS, DATASETS, Dataset, load_dataset, standardize
+from eosmodel.train._losses import LOSSES, LossFns, accuracy, cross_entropy, make_loss_fn, mse
+from eosmodel.train._models import MODEL_DEFAULTS, MODELS, count_params, has_batch_norm, init_model, make_model
+from eosmodel.train._parallel import DataParallel, make_data_parallel
+from eosmodel.train._run import EXIT_DIVERGED, RunResult, load_checkpoint, run_training, save_checkpoint
+
+__all__ = [
+    "DATASETS",
+    "DATA_DEFAULTS",
+    "DEFAULTS",
+    "DataParallel",
+    "Dataset",
+    "EXIT_DIVERGED",
+    "LOSSES",
+    "LossFns",
+    "MODELS",
+    "MODEL_DEFAULTS",
+    "RunResult",
+    "accuracy",
+    "apply_overrides",
+    "count_params",
+    "cross_entropy",
+    "has_batch_norm",
+    "init_model",
+    "load_checkpoint",
+    "load_config",
+    "load_dataset",
+    "make_data_parallel",
+    "make_loss_fn",
+    "make_model",
+    "mse",
+    "normalize_config",
+    "parse_override",
+    "run_training",
+    "save_checkpoint",
+    "standardize",
+]
