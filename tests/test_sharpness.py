@@ -150,15 +150,27 @@ def _solve_mlp_jit(params, batch, key, k, tol):
     return top_eigenpairs(hessian_matvec(mlp_loss, params, batch), params, k, key=key, tol=tol)
 
 
-@settings(max_examples=8)
-@given(seed=st.integers(0, 2**16), width=st.sampled_from([3, 5]), k=st.integers(1, 3))
-def test_top_eigenpairs_matches_dense_on_random_mlps(seed, width, k):
-    """Random tiny tanh MLPs (3-width-2, 10 examples): Lanczos vs dense eigh, tol 1e-5, float64."""
+def _mlp_case(seed, width, k):
     with jax.enable_x64(True):
         params, batch = make_problem(seed, (3, width, 2), n=10)
         ref = dense_top_eigenpairs(mlp_loss, params, batch, k=k)
         res = _solve_mlp_jit(params, batch, jax.random.key(seed), k, 1e-5)
         _check_against(res, ref.eigenvalues, 1e-5, k, hessian_matvec(mlp_loss, params, batch))
+
+
+@settings(max_examples=5)
+@given(seed=st.integers(0, 2**16), k=st.sampled_from([1, 3]))
+def test_top_eigenpairs_matches_dense_on_random_mlps(seed, k):
+    """Random tiny tanh MLPs (3-4-2, 10 examples): Lanczos vs dense eigh, tol 1e-5, float64."""
+    _mlp_case(seed, 4, k)
+
+
+@pytest.mark.slow
+@settings(max_examples=40)
+@given(seed=st.integers(0, 2**16), width=st.integers(2, 8), k=st.integers(1, 3))
+def test_top_eigenpairs_matches_dense_on_random_mlps_thorough(seed, width, k):
+    """As above over random widths and k = 1..3 (one compilation per (width, k): slow)."""
+    _mlp_case(seed, width, k)
 
 
 @st.composite
@@ -184,8 +196,8 @@ def spectra(draw):
     return spec
 
 
-@settings(max_examples=16)
-@given(spec=spectra(), k=st.integers(1, 3), seed=st.integers(0, 1000))
+@settings(max_examples=10)
+@given(spec=spectra(), k=st.sampled_from([1, 3]), seed=st.integers(0, 1000))
 def test_top_eigenpairs_prescribed_spectra(spec, k, seed):
     """tol=1e-4 in float64; the 40-dim operator lives on a two-leaf pytree (one jit per k)."""
     with jax.enable_x64(True):
@@ -193,7 +205,7 @@ def test_top_eigenpairs_prescribed_spectra(spec, k, seed):
         # A cluster of 3 needs a block of 3 (documented: single-vector Krylov merges unresolved
         # cluster members); otherwise the default block size k.
         clustered = abs(spec[0] - spec[2]) < 0.1
-        res = _solve_dense_jit(mat, jax.random.key(seed), k, 3 if clustered else None)
+        res = _solve_dense_jit(mat, jax.random.key(seed), k, 3 if clustered else k)
         _check_against(res, np.sort(spec)[::-1][:k], 1e-4, k, mv)
         # Ritz vectors are orthonormal.
         y = jax.vmap(lambda *l: ravel_pytree(list(l))[0])(*jax.tree.leaves(res.eigenvectors))
@@ -307,9 +319,9 @@ def test_warm_tracker_along_slowly_changing_operators(x64):
     each warm estimate meets the tolerance and costs far fewer products than a cold one."""
     n, steps, tol = 300, 10, 1e-3
     rng = np.random.default_rng(0)
-    bulk = np.sort(rng.uniform(0.0, 0.8, n))[::-1]
+    bulk = np.sort(rng.uniform(0.0, 0.9, n))[::-1]
     q0, _ = np.linalg.qr(rng.normal(size=(n, n)))
-    gen = rng.normal(size=(n, n)) * 0.02
+    gen = rng.normal(size=(n, n)) * 0.001  # about 0.03 rad of rotation per step
     gen = gen - gen.T  # skew: exp(t gen) is a rotation
 
     import scipy.linalg
@@ -322,7 +334,7 @@ def test_warm_tracker_along_slowly_changing_operators(x64):
     warm_counts, cold_counts = [], []
     for t in range(steps):
         spec = bulk.copy()
-        spec[:3] = [1.0 + 0.05 * t, 0.9 + 0.03 * t, 0.8]
+        spec[:3] = [1.0 + 0.02 * t, 0.96 + 0.015 * t, 0.93]
         q = scipy.linalg.expm(t * gen) @ q0
         mat = jnp.asarray((q * spec) @ q.T)
         state, res = est(state, mat, jax.random.fold_in(jax.random.key(1), t))
@@ -333,7 +345,7 @@ def test_warm_tracker_along_slowly_changing_operators(x64):
             cold = cold_fn(mat, jax.random.key(100 + t))
             cold_counts.append(int(cold.num_hvps))
     assert int(state.num_estimates) == steps
-    assert np.median(warm_counts) < 0.6 * np.median(cold_counts)
+    assert np.median(warm_counts) <= 0.5 * np.median(cold_counts)
 
 
 def test_tracker_finds_an_overtaking_eigenvalue(x64):

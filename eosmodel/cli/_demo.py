@@ -1,0 +1,126 @@
+"""``eosmodel demo``: the README's main job, a small-scale analogue of the paper's figures 1-2.
+
+An MLP on the embedded MNIST-1D data, full batch, trained with gradient descent at two fixed
+stepsizes, with Armijo line search and with the Polyak stepsize, sharpness tracked throughout.
+Then each run is fitted by the "EOS alone" and the joint model (``eosmodel.fit``), giving one
+verdict per tuner. Everything lands in one output directory::
+
+    runs/demo/
+      gd-eta0.1/ gd-eta0.15/ armijo/ polyak/   run directories (config.json, trace.jsonl, ...)
+      <run>/fit_report.json, <run>/fit.png    the fit of each run
+      runs.png                                loss, sharpness (with 2/eta), stepsize, eta*lambda
+      fits.txt                                the verdict table
+
+A run directory that is already complete is reused; one that was interrupted is resumed from
+its last checkpoint, so re-running the command after a kill finishes the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+#: The shared part of the four runs (see ``eosmodel.train.normalize_config`` for every key).
+BASE_CONFIG: dict = {
+    "data": {"name": "mnist1d", "n_train": 200, "n_test": 1000},
+    "model": {"name": "fc-tanh", "width": 64, "depth": 2},
+    "loss": {"name": "mse"},
+    "train": {
+        "steps": 1200,
+        "batch_size": 0,
+        "chunk_size": 200,
+        "seed": 0,
+        "log_every": 25,
+        "eval_every": 200,
+        "checkpoint_every": 200,
+    },
+    # An odd cadence: an even one samples one phase of the period-2 EOS oscillation only.
+    "sharpness": {"every": 5, "k": 1, "tol": 1e-3},
+}
+
+#: The four tuners compared (name of the run directory -> tuner table).
+TUNERS: dict[str, dict] = {
+    "gd-eta0.1": {"name": "constant", "stepsize": 0.1},
+    "gd-eta0.15": {"name": "constant", "stepsize": 0.15},
+    "armijo": {"preset": "armijo-jax"},
+    "polyak": {"preset": "sps-0.5"},
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` command."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="the main job: GD at two stepsizes vs Armijo vs Polyak on MNIST-1D, then the EOS fits",
+        description=(
+            "Train an MLP on the embedded MNIST-1D data with GD at two fixed stepsizes, Armijo and "
+            "Polyak (full batch, sharpness tracked), plot the runs, and fit the EOS models to each."
+        ),
+    )
+    parser.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per run (default: 1200)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def demo_configs(steps: int | None = None) -> dict[str, dict]:
+    """The four run configs of the demo (run name -> config)."""
+    configs = {}
+    for name, tuner in TUNERS.items():
+        cfg = copy.deepcopy(BASE_CONFIG)
+        cfg["tuner"] = dict(tuner)
+        if steps is not None:
+            cfg["train"]["steps"] = int(steps)
+        configs[name] = cfg
+    return configs
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; returns 0, or 3 when a run diverged (the others still complete)."""
+    from eosmodel.fit import compare, fit_trace, plot_fit
+    from eosmodel.trace import load_trace, plot_traces
+    from eosmodel.train import EXIT_DIVERGED, run_training
+
+    if args.steps is not None and args.steps < 50:
+        raise ValueError(f"--steps must be at least 50 to show any dynamics, got {args.steps}.")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    traces, labels, diverged = [], [], []
+    for name, config in demo_configs(args.steps).items():
+        run_dir = out / name
+        summary_path = run_dir / "summary.json"
+        if summary_path.exists():
+            print(f"[demo] {name}: reusing the completed run in {run_dir}", file=sys.stderr)
+            status = json.loads(summary_path.read_text()).get("status", "completed")
+        else:
+            resume = (run_dir / "trace.jsonl").exists()
+            print(f"[demo] {name}: {'resuming' if resume else 'training'} -> {run_dir}", file=sys.stderr)
+            status = run_training(config, run_dir, resume=resume, progress=args.progress).status
+        if status == "diverged":
+            diverged.append(name)
+        traces.append(load_trace(run_dir))
+        labels.append(name)
+
+    plot_traces(traces, labels, out / "runs.png", title="MLP on MNIST-1D, full batch: fixed stepsizes vs tuners")
+
+    reports = []
+    for name, trace in zip(labels, traces):
+        report = fit_trace(trace)
+        report.to_json(out / name / "fit_report.json")
+        plot_fit(report, trace, out / name / "fit.png")
+        reports.append(report)
+    table = compare(reports, out / "fits.txt")
+    print(table)
+    print(
+        f"\n[demo] done in {time.perf_counter() - started:.0f} s: figure {out / 'runs.png'}, "
+        f"fit reports and figures in {out}/<run>/, verdict table {out / 'fits.txt'}"
+    )
+    if diverged:
+        print(f"[demo] these runs diverged: {', '.join(diverged)} (see their summary.json)", file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
