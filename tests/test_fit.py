@@ -17,11 +17,16 @@ from eosmodel.fit import (
     ABOVE_CEILING,
     EXPLAINED,
     GROWING_BELOW_EDGE,
+    OFF_MODEL,
     FitInputError,
     compare,
+    edge_centre,
     eos_alone_predict,
+    eos_piecewise_predict,
+    fit_eos_piecewise,
     fit_trace,
     noise_scale,
+    prepare,
     plot_fit,
     reduced_rule,
     simulate_joint,
@@ -424,3 +429,97 @@ def test_cli_fit_several_traces(tmp_path, capsys):
     assert main(["fit", str(bad_csv), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sharpness" in err
+
+
+# ------------------------------------------------------------------------------------------------
+# Verdicts on real-network-like traces: a sharpening rate that varies in time, a plateau just above
+# 2/eta with a period-2 oscillation (measured every 5 steps: alternate phases) and a catapult drop.
+# ------------------------------------------------------------------------------------------------
+
+
+def gd_like_trace(*, centre=1.03, amplitude=0.06, drop=(5000, 0.92, 300), steps=8000, eta=0.01,
+                  every=5, noise=0.003, seed=7):
+    """Fixed-eta GD-like sharpness: rate 0 -> max -> 0 up to the ceiling, then a plateau at
+    ``centre``*2/eta with a period-2 oscillation of relative ``amplitude`` and a catapult at
+    ``drop[0]`` (overshoot to 1.10*2/eta, fall to ``drop[1]``*2/eta, recovery over ``drop[2]``
+    steps)."""
+    t = np.arange(steps, dtype=float)
+    ceil = 2 / eta
+    ramp = 40 + (centre * ceil - 40) * (1 - np.cos(np.pi * np.minimum(t, 3000) / 3000)) / 2
+    lam = ramp.copy()
+    if drop is not None:
+        t0, low, rec = drop
+        up = (t >= t0 - 100) & (t < t0)
+        lam[up] = centre * ceil + (1.10 - centre) * ceil * (t[up] - (t0 - 100)) / 100
+        down = (t >= t0) & (t < t0 + rec)
+        lam[down] = low * ceil + (centre - low) * ceil * (t[down] - t0) / rec
+    on_edge = np.clip((t - 2500) / 500, 0, 1)  # the oscillation grows as the edge is reached
+    lam = lam * (1 + amplitude * on_edge * (-1.0) ** t)
+    rng = np.random.default_rng(seed)
+    sharp = lam * (1 + noise * rng.standard_normal(steps))
+    sharp[np.arange(steps) % every != 0] = np.nan
+    return {"step": np.arange(steps), "stepsize": np.full(steps, eta), "sharpness": sharp}
+
+
+def test_verdict_explained_for_gd_like_trace_with_varying_rate_oscillation_and_catapult():
+    cols = gd_like_trace()
+    report = fit_trace(cols)
+    assert report.verdict == EXPLAINED, report.summary()
+    below = [w for w in report.windows if w.regime == "below"]
+    edge = [w for w in report.windows if w.regime == "edge"]
+    assert below and len(edge) >= 4
+    assert all(w.follow == pytest.approx(1.0, abs=1e-6) and w.growth > 0 for w in below)
+    # One global rate cannot follow the varying rate: its residuals alone would have failed.
+    assert max(w.eos_rel_rms for w in below) > 0.1 + 2 * report.sigma / 200
+    # The centre of the plateau cancels the period-2 oscillation sampled at alternate phases.
+    plateau = [w for w in report.windows if w.start_step >= 3500]
+    assert all(w.median_gap == pytest.approx(0.06, abs=0.02) for w in plateau if
+               not w.start_step <= 5000 <= w.end_step)
+    # The per-window rates see the acceleration (the mean rate doubles from window 1 to window 2).
+    rates = [w.rate for w in below]
+    assert max(rates) > 1.5 * min(rates)
+
+
+def test_verdict_above_ceiling_despite_period_two_oscillation():
+    # Same oscillation, but the plateau sits 12% above 2/eta: persistently above the band.
+    report = fit_trace(gd_like_trace(centre=1.12, drop=None))
+    late = [w for w in report.windows if w.start_step >= 3500]
+    assert late and all(w.verdict == ABOVE_CEILING for w in late), report.summary()
+    assert all(w.median_gap == pytest.approx(0.24, abs=0.02) for w in late)
+
+
+def test_verdict_off_model_for_a_long_sharpness_drop_below_the_ceiling():
+    # A catapult whose sharpness stays 20-30% under the ceiling for thousands of steps is not EOS alone.
+    report = fit_trace(gd_like_trace(drop=(4000, 0.6, 3500), amplitude=0.0))
+    assert OFF_MODEL in report.verdict, report.summary()
+    assert all(w.verdict in (EXPLAINED, OFF_MODEL) for w in report.windows)
+
+
+def test_edge_centre_and_noise_scale_see_through_alternating_phases():
+    rng = np.random.default_rng(0)
+    n = 400
+    y = 0.05 + 0.5 * (-1.0) ** np.arange(n) + 0.01 * rng.standard_normal(n)
+    c, se = edge_centre(y, np.arange(n, dtype=float), floor=0.0)
+    assert c == pytest.approx(0.05, abs=0.005) and se < 0.005
+    # Lag-2 differences: the noise, not the oscillation (first differences' MAD breaks down here).
+    assert noise_scale(y) == pytest.approx(0.01, rel=0.15)
+
+
+def test_piecewise_rate_fit_recovers_window_rates():
+    eta = np.full(3000, 0.01)
+    bounds = [(0, 1000), (1000, 2000), (2000, 3000)]
+    lam = eos_piecewise_predict(eta, [5.0, 10.0, 7.0], bounds, 20.0)
+    assert lam[-1] == pytest.approx(200.0)  # reaches the ceiling in the last window
+    sharp = np.where(np.arange(3000) % 10 == 0, lam, np.nan)
+    data = prepare({"step": np.arange(3000), "stepsize": eta, "sharpness": sharp})
+    from eosmodel.fit import fit_eos_alone
+
+    fit = fit_eos_piecewise(data, bounds, w=eta, start=fit_eos_alone(data))
+    assert [fit.params[f"a_{k}"] for k in range(3)] == pytest.approx([5.0, 10.0, 7.0], rel=1e-4)
+    # The verdicts' per-window rates (mean over the pieces of each window), without fit_trace.
+    from eosmodel.fit import window_verdicts
+
+    clock = np.concatenate(([0.0], np.cumsum(eta)))
+    verdicts, _ = window_verdicts(data, lam, None, clock, windows=[0, 1000, 2000])
+    assert [w.rate for w in verdicts[:2]] == pytest.approx([5.0, 10.0], rel=1e-3)
+    assert [w.verdict for w in verdicts] == [EXPLAINED] * 3

@@ -20,7 +20,12 @@ def register(subparsers) -> None:
         help="fit 'EOS alone' and the joint sharpness-stepsize model to traces",
         description=(
             "Fit the EOS-alone model and the joint (self-stabilisation + tuner) model to one or "
-            "more traces, and say window by window where EOS alone explains the sharpness."
+            "more traces, and say window by window where EOS alone explains the sharpness: "
+            "'explained' (hovering within the tolerance of 2/eta, or sharpening towards a ceiling "
+            "that stays put), 'above ceiling' (the window's centre of eta*lambda - 2 exceeds "
+            "2*edge_tol plus two standard errors), 'growing below edge' (lambda grows while "
+            "eta*lambda is held below 2), 'off model' (below the edge, lambda falls or departs "
+            "from EOS alone with a free sharpening rate)."
         ),
     )
     p.add_argument("paths", nargs="+", metavar="PATH",
@@ -36,7 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--time", choices=("eta_t", "steps"), default="eta_t",
                    help="clock of the fits: eta*t (default) or steps")
     p.add_argument("--edge-tol", type=float, default=0.05,
-                   help="tolerance on eta*lambda around 2, relative to the ceiling (default 0.05)")
+                   help="tolerance on eta*lambda around 2, relative to the ceiling 2/eta (default 0.05: "
+                        "'within a few percent'); the band on a window's centre adds two standard errors")
     p.set_defaults(func=run)
 
 

@@ -495,7 +495,8 @@ def _closed_loop_fn(frozen_cfg: tuple, steps: int):
         r_l = lam[idx] / y - 1.0
         r_e = jax.numpy.log(jax.numpy.maximum(eta[idx], 1e-300)) - log_eta
         r = jax.numpy.concatenate([r_l, r_e])
-        return jax.numpy.where(jax.numpy.isfinite(r), r, 1e3)
+        # an orbit that blows up gives bounded residuals (squares stay finite for the solver)
+        return jax.numpy.where(jax.numpy.isfinite(r), jax.numpy.clip(r, -1e3, 1e3), 1e3)
 
     fns = (jax.jit(run), jax.jit(residuals), jax.jit(jax.jacfwd(residuals)))
     if len(_CLOSED_CACHE) > 32:
@@ -542,7 +543,9 @@ def fit_joint_closed(
         sol = optimize.least_squares(
             lambda th: np.asarray(res_j(jnp.asarray(th), *args)),
             x0,
-            jac=lambda th: np.asarray(jac_j(jnp.asarray(th), *args)),
+            # where the orbit overflows the residual is clamped (constant): derivative 0, not NaN
+            jac=lambda th: np.nan_to_num(np.asarray(jac_j(jnp.asarray(th), *args)),
+                                         nan=0.0, posinf=0.0, neginf=0.0),
             bounds=([0.0, 0.0, -np.inf, 0.0], [np.inf, np.inf, np.inf, np.inf]),
             method="trf", x_scale="jac", max_nfev=max_nfev,
         )
@@ -563,4 +566,115 @@ def fit_joint_closed(
         name="joint_closed", loop="closed",
         params=params, stderr=stderr, physical=dict(params), physical_stderr=dict(stderr),
         sharpness=lam, stepsize=eta, notes=notes, **stats,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# EOS alone with a sharpening rate per window (piecewise-constant a): the residual test below the
+# ceiling, where EOS alone says nothing about how the rate varies in time.
+# ------------------------------------------------------------------------------------------------
+
+def _piecewise_parts(stepsize, w, rates, bounds, lambda0, idx, jac=False):
+    """λ at ``idx`` and (``jac=True``) its Jacobian in (rates..., λ₀), piecewise-rate EOS alone."""
+    rate_t = np.empty(w.size)
+    for k, (lo, hi) in enumerate(bounds):
+        rate_t[lo:hi] = rates[k]
+    clock_a = _clock(rate_t * w)  # A_t = Σ_{s<t} a_{k(s)} w_s
+    m = 2.0 / stepsize - clock_a[1:]
+    run = np.minimum.accumulate(m)
+    prefix = np.concatenate(([np.inf], run[:-1]))[idx]
+    lam = clock_a[idx] + np.minimum(lambda0, prefix)
+    if not jac:
+        return lam, None
+    arg = np.maximum.accumulate(np.where(m <= run, np.arange(m.size), -1))
+    prefix_arg = np.concatenate(([-1], arg[:-1]))[idx]
+    clipped = prefix < lambda0
+    clock = _clock(w)
+    at = clock[np.maximum(prefix_arg, 0) + 1]
+    e_lo = np.array([clock[lo] for lo, _ in bounds])
+    e_hi = np.array([clock[hi] for _, hi in bounds])
+    # E^k_t = Σ_{s<t, s in piece k} w_s = clip(E_t − E_lo, 0, E_hi − E_lo)
+    e_k = np.clip(clock[idx][:, None] - e_lo, 0.0, e_hi - e_lo)
+    e_k_at = np.clip(at[:, None] - e_lo, 0.0, e_hi - e_lo)
+    out = np.empty((idx.size, len(bounds) + 1))
+    out[:, :-1] = e_k - np.where(clipped[:, None], e_k_at, 0.0)
+    out[:, -1] = np.where(clipped, 0.0, 1.0)
+    return lam, out
+
+
+def eos_piecewise_predict(stepsize: Any, rates: Any, bounds, lambda0: float, *,
+                          time: str = "eta_t") -> np.ndarray:
+    """EOS alone with a sharpening rate per window: λ_{t+1} = min(λ_t + a_{k(t)}·w_t, 2/η_t).
+
+    Math: as :func:`eos_alone_predict` with the clock E_t replaced by the rate-weighted clock
+    A_t = Σ_{s<t} a_{k(s)} w_s (k(s) the window holding step s), so that
+
+        λ_t = A_t + min(λ₀, min_{s<t} (2/η_s − A_{s+1})),
+
+    continuous across windows (EOS alone has no jumps); one rate per window ``bounds[k] = (lo, hi)``
+    (step indices ``[lo, hi)``, covering the trace).
+
+    Example:
+      >>> eos_piecewise_predict([0.1] * 6, [10.0, 50.0], [(0, 3), (3, 6)], 10.0)
+      array([10., 11., 12., 13., 18., 20.])
+    """
+    eta = np.asarray(stepsize, dtype=np.float64)
+    w, _ = time_weights(eta, time)
+    return _piecewise_parts(eta, w, np.asarray(rates, float), list(bounds), float(lambda0),
+                            np.arange(eta.size))[0]
+
+
+def fit_eos_piecewise(data: FitData, bounds, *, w: np.ndarray, start: ModelFit) -> ModelFit:
+    """Fit EOS alone with one sharpening rate per window (a_k ≥ 0, λ₀), in open loop.
+
+    Math: minimise Σ_j (λ̂_{t_j} − λ_{t_j})² over (a_1..a_K, λ₀), λ_t from
+    :func:`eos_piecewise_predict` (w_t = the fit's clock increments); ``least_squares`` (trust
+    region, exact piecewise Jacobian ∂λ_t/∂a_k = E^k_t − E^k_{s*+1}, E^k the clock restricted to
+    window k, s* the step whose ceiling binds) from the better of two starts: the global fit's rate
+    in every window, and each window's OLS slope of λ̂ against the clock (clipped at 0). A window
+    where the ceiling binds throughout leaves its rate unidentified (its Jacobian column is zero):
+    harmless, the rate only matters below the ceiling. Used by the verdicts' residual test below the
+    ceiling, where EOS alone claims growth towards the ceiling, not a constant rate.
+
+    Returns:
+      :class:`ModelFit` named ``"eos_alone_windows"`` with params ``a_0..a_{K−1}`` (native clock
+      units) and ``lambda0``.
+    """
+    eta = data.stepsize
+    idx = data.measured
+    y = data.sharpness[idx]
+    bounds = list(bounds)
+    clock = _clock(w)
+
+    def resid(theta):
+        return _piecewise_parts(eta, w, theta[:-1], bounds, theta[-1], idx)[0] - y
+
+    def jac(theta):
+        return _piecewise_parts(eta, w, theta[:-1], bounds, theta[-1], idx, jac=True)[1]
+
+    starts = [np.array([start.params["a"]] * len(bounds) + [start.params["lambda0"]])]
+    slopes = []
+    for lo, hi in bounds:
+        sel = idx[(idx >= lo) & (idx < hi)]
+        t = clock[sel]
+        ok = sel.size >= 2 and np.ptp(t) > 0
+        slopes.append(max(0.0, float(np.polyfit(t, data.sharpness[sel], 1)[0])) if ok else 0.0)
+    starts.append(np.array(slopes + [float(y[0])]))
+    x0 = min(starts, key=lambda th: float(np.sum(resid(th) ** 2)))
+    k = len(bounds) + 1
+    sol = optimize.least_squares(
+        resid, x0=x0, jac=jac, bounds=([0.0] * (k - 1) + [-np.inf], [np.inf] * k),
+        method="trf", x_scale="jac", max_nfev=50 * k, tr_solver="lsmr",
+    )
+    r = resid(sol.x)
+    cov = _covariance(jac(sol.x), r)
+    se = np.sqrt(np.diag(cov))
+    names = [f"a_{i}" for i in range(k - 1)] + ["lambda0"]
+    params = {n: float(v) for n, v in zip(names, sol.x)}
+    stderr = {n: float(v) for n, v in zip(names, se)}
+    lam_all = _piecewise_parts(eta, w, sol.x[:-1], bounds, sol.x[-1], np.arange(eta.size))[0]
+    return ModelFit(
+        name="eos_alone_windows", loop="open", params=params, stderr=stderr,
+        physical=dict(params), physical_stderr=dict(stderr), sharpness=lam_all,
+        notes=[f"least_squares: {sol.message} ({sol.nfev} evaluations)"], **_statistics(r, y, k=k),
     )

@@ -22,8 +22,9 @@ def plot_fit(report: FitReport, trace: Any = None, path: str | os.PathLike | Non
     """Draw the fit: sharpness and η·λ, measured and predicted by each model, failures shaded.
 
     Top panel: measured sharpness λ̂_t (dots), the ceiling 2/η_t (grey), and λ_t predicted by each
-    fitted model. Bottom panel: η_tλ̂_t and η_tλ_t (with the closed-loop model's own η_t), with the
-    edge at 2. Windows whose verdict is a failure are shaded (red: above ceiling, orange: growing
+    fitted model (dashed cyan: EOS alone with a rate per piece of each verdict window, the
+    verdicts' residual test below the ceiling). Bottom panel: η_tλ̂_t and η_tλ_t (with the
+    closed-loop model's own η_t), with the edge at 2. Windows whose verdict is a failure are shaded (red: above ceiling, orange: growing
     below edge, purple: off model). Uses matplotlib's Agg canvas (no display needed).
 
     Args:
@@ -65,6 +66,9 @@ def plot_fit(report: FitReport, trace: Any = None, path: str | os.PathLike | Non
         ax1.plot(steps, m.sharpness, color=color, lw=1.2, label=f"{label} (R²={m.r2:.3f})")
         eta = m.stepsize if m.stepsize is not None else data.stepsize
         ax2.plot(steps, eta * m.sharpness, color=color, lw=1.0, label=label)
+    if report.windowed is not None:
+        ax1.plot(steps, report.windowed.sharpness, color="tab:cyan", lw=1.0, ls="--",
+                 label="EOS alone, free rate (verdicts)")
     lam_all = data.sharpness[idx]
     lo, hi = float(np.min(lam_all)), float(np.max(lam_all))
     pad = 0.15 * (hi - lo) + 1e-12

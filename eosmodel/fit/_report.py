@@ -23,7 +23,14 @@ from eosmodel.fit._models import (
     rule_config,
     time_weights,
 )
-from eosmodel.fit._verdict import EXPLAINED, WindowVerdict, overall_verdict, window_verdicts
+from eosmodel.fit._verdict import (
+    EXPLAINED,
+    WindowVerdict,
+    fit_windowed,
+    overall_verdict,
+    window_bounds,
+    window_verdicts,
+)
 
 REPORT_VERSION = 1
 
@@ -47,6 +54,10 @@ class FitReport:
         ``"fails: ..."``), ``explained`` its boolean form; ``sigma`` the sharpness noise scale,
         ``edge_tol`` the tolerance used.
       data: the validated arrays (not written to JSON), used by :func:`eosmodel.fit.plot_fit`.
+      windowed: EOS alone with a sharpening rate of its own on each piece of each verdict window
+        (:func:`eosmodel.fit.fit_eos_piecewise`), the residual test of the verdicts below the
+        ceiling; its mean rate per window is in ``windows`` (``rate``); it is not in ``models``
+        (the global-rate fit gives the parameter estimates).
     """
 
     source: str
@@ -63,6 +74,7 @@ class FitReport:
     sigma: float
     edge_tol: float
     data: FitData = field(repr=False)
+    windowed: ModelFit | None = field(default=None, repr=False)
 
     @property
     def explained(self) -> bool:
@@ -108,8 +120,8 @@ class FitReport:
                          f"dBIC={self.comparison['delta_bic']:.1f} -> {self.comparison['preferred']}")
         for w in self.windows:
             lines.append(f"  steps {w.start_step:>7}-{w.end_step:<7} {w.verdict:<19} "
-                         f"median(eta*lam-2)={w.median_gap:+.3f} growth={w.growth:+.3f} "
-                         f"follow={w.follow:.2f}")
+                         f"median(eta*lam-2)={w.median_gap:+.3f}+-{w.gap_se:.3f} "
+                         f"band={w.tolerance:.3f} growth={w.growth:+.3f} follow={w.follow:.2f}")
         return "\n".join(lines)
 
 
@@ -137,7 +149,10 @@ def fit_trace(
     loop with the tuner rule (:func:`fit_joint_closed`); w_t = η_t (``time="eta_t"``) or 1
     (``time="steps"``); physical rates a, α, β are per unit of ηt either way. Model comparison by
     AIC = n ln(RSS/n) + 2k and BIC = n ln(RSS/n) + k ln n on the sharpness residuals (k = 2 for EOS
-    alone, 3 for the joint model, 4 in closed loop). Verdicts per window: :func:`window_verdicts`.
+    alone, 3 for the joint model, 4 in closed loop). Verdicts per window: :func:`window_verdicts`
+    (the edge tested on each window's centre of ηλ̂ − 2; below the ceiling, the residual test uses
+    EOS alone with a rate of its own on each piece of each window, :func:`fit_eos_piecewise`, as
+    EOS alone claims growth towards the ceiling, not a constant rate).
 
     Args:
       trace: a :class:`~eosmodel.trace.Trace`, a run directory, a ``trace.jsonl`` or ``.csv``
@@ -194,9 +209,10 @@ def fit_trace(
         start = _closed_start(data, models, q)
         models["joint_closed"] = fit_joint_closed(data, rule, start=start)
     joint = models.get("joint")
+    windowed = fit_windowed(data, window_bounds(data, windows), clock, models["eos_alone"])
     verdicts, sigma = window_verdicts(
         data, models["eos_alone"].sharpness, None if joint is None else joint.sharpness, clock,
-        windows=windows, edge_tol=edge_tol,
+        windows=windows, edge_tol=edge_tol, windowed_fit=windowed,
     )
     comparison: dict[str, Any] = {}
     if joint is not None:
@@ -210,7 +226,7 @@ def fit_trace(
         source=data.source, n_steps=len(data), n_measured=int(data.measured.size), time=time,
         observable=kind, tuner=data.tuner, closed_loop_rule=rule, models=models,
         comparison=comparison, windows=verdicts, verdict=overall_verdict(verdicts), sigma=sigma,
-        edge_tol=edge_tol, data=data,
+        edge_tol=edge_tol, data=data, windowed=windowed,
     )
 
 
@@ -241,7 +257,8 @@ def _closed_start(data: FitData, models: dict[str, ModelFit], q: np.ndarray | No
             alpha = joint.physical["alpha"]
         if joint.physical["beta"] > 0:
             beta = joint.physical["beta"]
-        lam0 = joint.physical["lambda0"]
+        if joint.physical["lambda0"] > 0:  # a sharpness; a poor open-loop fit can make it negative
+            lam0 = joint.physical["lambda0"]
     x0 = math.sqrt(q[0]) if q is not None and q[0] > 0 else 1e-3 * math.sqrt(2 * alpha / beta)
     return {"alpha": alpha, "beta": beta, "lambda0": lam0, "x0": x0}
 
