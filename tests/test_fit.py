@@ -523,3 +523,20 @@ def test_piecewise_rate_fit_recovers_window_rates():
     verdicts, _ = window_verdicts(data, lam, None, clock, windows=[0, 1000, 2000])
     assert [w.rate for w in verdicts[:2]] == pytest.approx([5.0, 10.0], rel=1e-3)
     assert [w.verdict for w in verdicts] == [EXPLAINED] * 3
+
+
+def test_joint_open_loop_keeps_alpha_and_beta_physical():
+    """alpha, beta >= 0 by definition: data that an unconstrained fit explains with beta < 0
+    (an accelerating sharpening rate while the oscillation grows) are refitted with the bounds."""
+    from eosmodel.trace import Trace
+
+    n, eta = 400, 0.01
+    t = np.arange(n)
+    e = eta * t
+    x = np.sqrt(e)  # x^2 grows linearly in eta*t ...
+    lam = 5.0 + 2.0 * e + 3.0 * e ** 2  # ... while the sharpening accelerates
+    tr = Trace.from_columns({"step": t, "stepsize": np.full(n, eta), "sharpness": lam, "x": x},
+                            {"tuner": {"name": "constant", "stepsize": eta}})
+    joint = fit_trace(tr).models["joint"]
+    assert joint.physical["alpha"] >= 0 and joint.physical["beta"] >= 0
+    assert any("constrained" in note for note in joint.notes)

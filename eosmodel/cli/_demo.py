@@ -30,7 +30,7 @@ BASE_CONFIG: dict = {
     "model": {"name": "fc-tanh", "width": 64, "depth": 2},
     "loss": {"name": "mse"},
     "train": {
-        "steps": 1200,
+        "steps": 2000,
         "batch_size": 0,
         "chunk_size": 200,
         "seed": 0,
@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per run (default: 1200)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per run (default: 2000)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.set_defaults(func=run)
 

@@ -329,7 +329,9 @@ def fit_joint_open(data: FitData, q: np.ndarray, *, time: str = "eta_t", kind: s
         λ_t = λ₀ + α·E_t − (β/2)·F_t,   E_t = Σ_{s<t} w_s,   F_t = Σ_{s<t} w_s q_s,
 
     linear in (λ₀, α, β): ordinary least squares on the measured λ̂_{t_j} (exact, no iterations,
-    independent errors when λ̂ carries measurement noise), cov = s²(XᵀX)⁻¹. The x-equation has
+    independent errors when λ̂ carries measurement noise), cov = s²(XᵀX)⁻¹. When the unconstrained
+    solution has α < 0 or β < 0 (both are non-negative by definition), it is refitted with the
+    bounds α, β ≥ 0 (``scipy.optimize.lsq_linear``) and a note says so. The x-equation has
     no free parameter once λ and η are known; closed loop (:func:`fit_joint_closed`) tests it.
 
     Args:
@@ -351,13 +353,29 @@ def fit_joint_open(data: FitData, q: np.ndarray, *, time: str = "eta_t", kind: s
     scale = np.sqrt((design ** 2).sum(axis=0))
     scale[scale == 0] = 1.0
     coef_s, *_ = np.linalg.lstsq(design / scale, y, rcond=None)
+    notes = [f"oscillation observable: {kind}"]
+    if coef_s[1] < 0 or coef_s[2] < 0:
+        # alpha = -<grad L, grad S> and beta = |grad S|^2 are non-negative by definition (science.md
+        # §4.1): a negative unconstrained estimate means the data do not identify them (e.g. beta
+        # soaking up a varying sharpening rate). Refit with the physical bounds alpha, beta >= 0.
+        unconstrained = coef_s / scale
+        coef_s = optimize.lsq_linear(
+            design / scale, y, bounds=([-np.inf, 0.0, 0.0], [np.inf, np.inf, np.inf])
+        ).x
+        at_bound = coef_s[1:] <= 1e-9 * np.abs(coef_s).max()  # lsq_linear stops a hair inside
+        coef_s[1:] = np.where(at_bound, 0.0, coef_s[1:])
+        notes.append(
+            "alpha, beta constrained to >= 0 (unconstrained fit gave alpha={:.4g}, beta={:.4g}); "
+            "standard errors of a parameter at its bound are not meaningful".format(
+                unconstrained[1], unconstrained[2]
+            )
+        )
     coef = coef_s / scale
     r = design @ coef - y
     cov = _covariance(design, r)
     se = np.sqrt(np.diag(cov))
     lam0, alpha, beta = (float(c) for c in coef)
     stats = _statistics(r, y, k=3)
-    notes = [f"oscillation observable: {kind}"]
     if time == "steps":
         notes.append(_steps_note(data.stepsize))
     if not np.isfinite(se[2]) or float(np.ptp(f_clock)) == 0.0:
