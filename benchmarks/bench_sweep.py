@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 
 import numpy as np
@@ -45,58 +46,59 @@ def jax_rate(rule: str, grid: dict, steps: int, repeats: int, fixed: dict | None
     return n * steps / best_time(run, repeats)
 
 
-def numpy_constant(eta: np.ndarray, steps: int) -> dict:
-    """The constant-rule sweep of the same map and summaries, vectorised over trajectories."""
+def numpy_constant(eta: np.ndarray, steps: int, threshold: float = 1e15) -> dict:
+    """The constant-rule sweep of the same map and summaries, vectorised over trajectories.
+
+    As :func:`eosmodel.dynamics.sweep`: float32, runs not frozen on divergence (the first failing
+    step is recorded), the six window summaries accumulated only over the last ``steps // 2``.
+    """
     f32 = np.float32
     eta = eta.astype(f32)
     x = np.full_like(eta, f32(INIT_X))
     lam = np.full_like(eta, f32(LAMBDA0))
-    alive = np.ones(eta.shape, bool)
+    failed_at = np.full(eta.shape, -1, np.int32)
     window = steps // 2
     acc = [np.zeros_like(eta) for _ in range(4)]
     lo, hi = np.full_like(eta, np.inf), np.full_like(eta, -np.inf)
+    alpha, half_beta, one, thr = f32(ALPHA), f32(0.5 * BETA), f32(1), f32(threshold)
     with np.errstate(all="ignore"):
         for t in range(steps):
             ns = eta * lam
-            x_new = (f32(1) - ns) * x
-            lam_new = lam + eta * (f32(ALPHA) - f32(0.5 * BETA) * x * x)
-            ok = alive & np.isfinite(x_new) & np.isfinite(lam_new)
-            ok &= (np.abs(x_new) < 1e15) & (np.abs(lam_new) < 1e15)
+            x2 = x * x
             if t >= steps - window:
                 acc[0] += ns
                 acc[1] += lam
                 acc[2] += eta
-                acc[3] += x * x
+                acc[3] += x2
                 np.minimum(lo, ns, out=lo)
                 np.maximum(hi, ns, out=hi)
-            x = np.where(ok, x_new, x)
-            lam = np.where(ok, lam_new, lam)
-            alive = ok
-    return {"mean_normalized_sharpness": np.where(alive, acc[0] / window, np.nan)}
+            x = (one - ns) * x
+            lam = lam + eta * (alpha - half_beta * x2)
+            bad = ~((np.abs(x) < thr) & (np.abs(lam) < thr))
+            failed_at[bad & (failed_at < 0)] = t
+    alive = failed_at < 0
+    return {"mean_normalized_sharpness": np.where(alive, acc[0] / window, np.nan),
+            "diverged_at": failed_at}
 
 
-def python_constant(eta: float, steps: int) -> float:
+def python_constant(eta: float, steps: int, threshold: float = 1e15) -> float:
     """One trajectory of the same map and summaries in plain Python floats."""
-    x, lam, alive = INIT_X, LAMBDA0, True
+    x, lam, failed_at = INIT_X, LAMBDA0, -1
     window = steps // 2
     acc = [0.0, 0.0, 0.0, 0.0]
     lo, hi = math.inf, -math.inf
     for t in range(steps):
         ns = eta * lam
-        x_new = (1.0 - ns) * x
-        lam_new = lam + eta * (ALPHA - 0.5 * BETA * x * x)
-        ok = alive and math.isfinite(x_new) and math.isfinite(lam_new)
-        ok = ok and abs(x_new) < 1e15 and abs(lam_new) < 1e15
         if t >= steps - window:
             acc[0] += ns
             acc[1] += lam
             acc[2] += eta
             acc[3] += x * x
             lo, hi = min(lo, ns), max(hi, ns)
-        if ok:
-            x, lam = x_new, lam_new
-        alive = ok
-    return acc[0] / window if alive else math.nan
+        x, lam = (1.0 - ns) * x, lam + eta * (ALPHA - 0.5 * BETA * x * x)
+        if failed_at < 0 and not (abs(x) < threshold and abs(lam) < threshold):
+            failed_at = t
+    return acc[0] / window if failed_at < 0 else math.nan
 
 
 def main() -> None:
@@ -113,6 +115,7 @@ def main() -> None:
         n, steps, numpy_steps, python_traj, args.repeats = 4096, 400, 50, 2, 1
         tuned_n, tuned_steps = 4096, 100
 
+    load0 = os.getloadavg()[0]
     eta = np.linspace(0.01, 0.2, n)
     const = jax_rate("constant", {"eta": eta}, steps, args.repeats)
     oracle = jax_rate("oracle", {"sigma": np.linspace(0.5, 2.5, n)}, steps, args.repeats)
@@ -134,6 +137,8 @@ def main() -> None:
     polyak = jax_rate("polyak", c_grid, tuned_steps, 1, fixed={"sharpening_limit": 60.0})
     print(f"armijo_jax {armijo:.2g} traj-steps/s; polyak_jax {polyak:.2g} traj-steps/s "
           f"({tuned_n} trajectories x {tuned_steps} steps)")
+    print(f"# load average (1 min) {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end "
+          f"on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":
