@@ -27,6 +27,11 @@ def _abstract_count(cfg: dict, x_like=CIFAR, num_classes: int = 10) -> int:
     return count_params(shapes["params"])
 
 
+def _jit_init(model, key, x_example):
+    """``init_model`` under jit: one compilation instead of one per eager op of the forward pass."""
+    return jax.jit(lambda k, x: init_model(model, k, x))(key, x_example)
+
+
 def test_fc_parameter_count_on_cifar_is_656810():
     # 3072*200 + 200 + 200*200 + 200 + 200*10 + 10 (Cohen et al.'s fc nets, science.md section 2).
     for act in ("tanh", "relu", "elu"):
@@ -65,7 +70,7 @@ def test_cnn_on_1d_signals_uses_1d_convolutions():
 def test_torch_initialisation_bounds_and_spread():
     """Weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default."""
     model = make_model({"name": "fc-tanh", "width": 200, "depth": 2}, 10)
-    params = init_model(model, jax.random.key(1), jnp.zeros((1, 400)))["params"]
+    params = _jit_init(model, jax.random.key(1), jnp.zeros((1, 400)))["params"]
     for layer, fan_in in (("Dense_0", 400), ("Dense_1", 200), ("Dense_2", 200)):
         bound = 1.0 / np.sqrt(fan_in)
         kernel = np.asarray(params[layer]["kernel"])
@@ -75,7 +80,7 @@ def test_torch_initialisation_bounds_and_spread():
         # Uniform on [-b, b] has std b/sqrt(3); kernels have >= 2000 entries.
         np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.05)
         assert np.abs(kernel).max() > 0.95 * bound
-    flax_params = init_model(
+    flax_params = _jit_init(
         make_model({"name": "fc-tanh", "width": 200, "depth": 2, "init": "flax"}, 10),
         jax.random.key(1),
         jnp.zeros((1, 400)),
@@ -159,13 +164,16 @@ def test_batchnorm_running_average_update_follows_pytorch_momentum():
     model = make_model({"name": "vgg11-bn", "width_multiplier": 1 / 16}, 3)
     x = jax.random.normal(jax.random.key(6), (4, 8, 8, 3))
     variables = init_model(model, jax.random.key(7), x[:1])
-    _, state = model.apply(
-        variables,
-        x,
-        train=True,
-        mutable=["batch_stats", "intermediates"],
-        capture_intermediates=lambda mdl, _: isinstance(mdl, nn.Conv),
+    apply = jax.jit(  # one compilation instead of one per eager op
+        lambda variables, x: model.apply(
+            variables,
+            x,
+            train=True,
+            mutable=["batch_stats", "intermediates"],
+            capture_intermediates=lambda mdl, _: isinstance(mdl, nn.Conv),
+        )
     )
+    _, state = apply(variables, x)
     conv0 = state["intermediates"]["Conv_0"]["__call__"][0]  # first BN's input
     new = state["batch_stats"]["BatchNorm_0"]
     np.testing.assert_allclose(new["mean"], 0.1 * conv0.mean((0, 1, 2)), rtol=1e-4, atol=1e-6)

@@ -73,13 +73,42 @@ def like_for(n):
 
 
 def true_residuals(matvec, res):
-    """||H y_i - θ_i y_i|| recomputed with fresh products."""
+    """||H y_i - θ_i y_i|| recomputed with fresh products (traceable: use under jit)."""
     out = []
     for i in range(res.eigenvalues.shape[0]):
         y = jax.tree.map(lambda x: x[i], res.eigenvectors)
         r = jax.tree.map(lambda hy, yy: hy - res.eigenvalues[i] * yy, matvec(y), y)
-        out.append(float(jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(r)))))
-    return np.array(out)
+        out.append(jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(r))))
+    return jnp.stack(out)
+
+
+# Compilation dominates these tests: the operator's data (matrix, network parameters) is passed to
+# module-level jitted helpers as arguments, so one compilation per shape/static setting is shared by
+# every test and hypothesis example that needs it.
+
+
+def mat_operator(mat):
+    """(like, matvec) of the symmetric matrix ``mat`` acting on the ``like_for(n)`` pytree (as ``operator``)."""
+    like = like_for(mat.shape[0])
+    _, unravel = ravel_pytree(jax.tree.map(lambda x: x.astype(mat.dtype), like))
+    return like, lambda v: unravel(mat @ ravel_pytree(v)[0])
+
+
+@jax.jit
+def _mat_true_residuals(mat, res):
+    return true_residuals(mat_operator(mat)[1], res)
+
+
+@jax.jit
+def _mlp_true_residuals(params, batch, res):
+    return true_residuals(hessian_matvec(mlp_loss, params, batch), res)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "tol", "max_iters", "block_size"))
+def _solve_mat(mat, key, k, tol, max_iters=100, block_size=None):
+    """``top_eigenpairs`` of ``mat`` on the ``like_for(n)`` pytree (jitted, ``mat`` an argument)."""
+    like, mv = mat_operator(mat)
+    return top_eigenpairs(mv, like, k, key=key, tol=tol, max_iters=max_iters, block_size=block_size)
 
 
 # ----------------------------------------------------------------------------- HVP and chunked losses
@@ -88,8 +117,9 @@ def true_residuals(matvec, res):
 def test_hvp_equals_dense_hessian_times_v(x64):
     params, batch = make_problem(0, (3, 4, 2))
     v = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), params)
-    hv = ravel_pytree(hvp(mlp_loss, params, batch, v))[0]
-    h = dense_hessian(mlp_loss, params, batch)
+    # jitted: one compilation each instead of one per eager op
+    hv = ravel_pytree(jax.jit(functools.partial(hvp, mlp_loss))(params, batch, v))[0]
+    h = jax.jit(functools.partial(dense_hessian, mlp_loss))(params, batch)
     np.testing.assert_allclose(hv, h @ ravel_pytree(v)[0], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(h, h.T, atol=1e-12)
 
@@ -132,7 +162,8 @@ def test_mismatched_leading_axes_raise():
 # ----------------------------------------------------------------------------- top_eigenpairs vs dense
 
 
-def _check_against(res, ref_vals, tol, k, matvec=None, dtype_eps=2.2e-16):
+def _check_against(res, ref_vals, tol, k, true_res=None, dtype_eps=2.2e-16):
+    """``true_res``: the residuals recomputed with fresh products (``true_residuals``), or None."""
     ref_vals = np.asarray(ref_vals)
     vals = np.asarray(res.eigenvalues)
     assert res.eigenvalues.shape == (k,)
@@ -141,8 +172,8 @@ def _check_against(res, ref_vals, tol, k, matvec=None, dtype_eps=2.2e-16):
     floor = 100 * dtype_eps * np.max(np.abs(ref_vals)) * 10
     np.testing.assert_array_less(np.abs(vals - ref_vals), tol * np.abs(ref_vals) + floor + 1e-300)
     np.testing.assert_array_less(np.abs(vals - ref_vals), np.asarray(res.error_bounds) * 1.5 + 10 * floor + 1e-300)
-    if matvec is not None:
-        np.testing.assert_allclose(true_residuals(matvec, res), res.residuals, rtol=1e-6, atol=1e-9 * np.abs(ref_vals).max())
+    if true_res is not None:
+        np.testing.assert_allclose(np.asarray(true_res), res.residuals, rtol=1e-6, atol=1e-9 * np.abs(ref_vals).max())
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4))
@@ -155,7 +186,7 @@ def _mlp_case(seed, width, k):
         params, batch = make_problem(seed, (3, width, 2), n=10)
         ref = dense_top_eigenpairs(mlp_loss, params, batch, k=k)
         res = _solve_mlp_jit(params, batch, jax.random.key(seed), k, 1e-5)
-        _check_against(res, ref.eigenvalues, 1e-5, k, hessian_matvec(mlp_loss, params, batch))
+        _check_against(res, ref.eigenvalues, 1e-5, k, _mlp_true_residuals(params, batch, res))
 
 
 @settings(max_examples=5)
@@ -201,12 +232,12 @@ def spectra(draw):
 def test_top_eigenpairs_prescribed_spectra(spec, k, seed):
     """tol=1e-4 in float64; the 40-dim operator lives on a two-leaf pytree (one jit per k)."""
     with jax.enable_x64(True):
-        mat, mv = operator(spec, seed, jnp.float64)
+        mat, _ = operator(spec, seed, jnp.float64)
         # A cluster of 3 needs a block of 3 (documented: single-vector Krylov merges unresolved
         # cluster members); otherwise the default block size k.
         clustered = abs(spec[0] - spec[2]) < 0.1
         res = _solve_dense_jit(mat, jax.random.key(seed), k, 3 if clustered else k)
-        _check_against(res, np.sort(spec)[::-1][:k], 1e-4, k, mv)
+        _check_against(res, np.sort(spec)[::-1][:k], 1e-4, k, _mat_true_residuals(mat, res))
         # Ritz vectors are orthonormal.
         y = jax.vmap(lambda *l: ravel_pytree(list(l))[0])(*jax.tree.leaves(res.eigenvectors))
         np.testing.assert_allclose(y @ y.T, np.eye(k), atol=1e-8)
@@ -231,8 +262,8 @@ def test_single_vector_krylov_merges_an_unresolved_cluster_and_a_block_resolves_
 
 def test_float32_accuracy_and_pytree_structure():
     spec = np.concatenate([[5.0, 4.0, 3.9], np.linspace(-1, 1, 37)])
-    _, mv = operator(spec, 3, jnp.float32)
-    res = top_eigenpairs(mv, like_for(40), 3, key=jax.random.key(0), tol=1e-3)
+    mat, _ = operator(spec, 3, jnp.float32)
+    res = _solve_mat(mat, jax.random.key(0), 3, 1e-3)
     _check_against(res, spec[:3], 1e-3, 3, None, dtype_eps=1.2e-7)
     assert jax.tree.structure(res.eigenvectors) == jax.tree.structure(like_for(40))
     assert res.eigenvectors["a"].shape == (3, 20) and res.eigenvectors["a"].dtype == jnp.float32
@@ -240,10 +271,9 @@ def test_float32_accuracy_and_pytree_structure():
 
 def test_stopping_rule_uses_fewer_products_at_looser_tol(x64):
     spec = np.concatenate([[2.0, 1.5], np.random.default_rng(0).uniform(-1, 1, 198)])
-    like = like_for(200)
-    _, mv = operator(spec, 0, jnp.float64)
-    loose = top_eigenpairs(mv, like, key=jax.random.key(0), tol=1e-2)
-    tight = top_eigenpairs(mv, like, key=jax.random.key(0), tol=1e-8)
+    mat, _ = operator(spec, 0, jnp.float64)
+    loose = _solve_mat(mat, jax.random.key(0), 1, 1e-2)
+    tight = _solve_mat(mat, jax.random.key(0), 1, 1e-8)
     assert int(loose.num_hvps) < int(tight.num_hvps) < 200
     assert abs(float(loose.eigenvalues[0]) - 2.0) <= 1e-2 * 2.0
     assert abs(float(tight.eigenvalues[0]) - 2.0) <= 1e-8 * 2.0
@@ -251,14 +281,20 @@ def test_stopping_rule_uses_fewer_products_at_looser_tol(x64):
 
 def test_num_hvps_counts_matvec_calls(x64):
     spec = np.concatenate([[3.0, 2.0], np.linspace(-1, 1, 38)])
-    _, mv = operator(spec, 5, jnp.float64)
+    mat, _ = operator(spec, 5, jnp.float64)
     calls = []
 
-    def counted(v):
-        jax.debug.callback(lambda: calls.append(1))
-        return mv(v)
+    @jax.jit
+    def solve(mat):
+        like, mv = mat_operator(mat)
 
-    res = top_eigenpairs(counted, like_for(40), 2, key=jax.random.key(1), tol=1e-6)
+        def counted(v):
+            jax.debug.callback(lambda: calls.append(1))
+            return mv(v)
+
+        return top_eigenpairs(counted, like, 2, key=jax.random.key(1), tol=1e-6)
+
+    res = solve(mat)
     jax.effects_barrier()
     assert int(res.num_hvps) == len(calls) > 0
 
@@ -269,11 +305,11 @@ def test_breakdown_invariant_subspace_and_k_beyond_krylov_dimension(x64):
     d = jnp.array([4.0, 3.0, 2.0, 1.0, -1.0])
     mv = lambda v: {"a": d * v["a"]}
     v0 = {"a": jnp.array([1.0, 0.0, 1.0, 0.0, 0.0])}  # eigenvectors of 4 and 2
-    res = top_eigenpairs(mv, {"a": jnp.zeros(5)}, 3, v0=v0, tol=1e-8, block_size=1)
+    res = jax.jit(lambda v0: top_eigenpairs(mv, {"a": jnp.zeros(5)}, 3, v0=v0, tol=1e-8, block_size=1))(v0)
     np.testing.assert_allclose(res.eigenvalues, [4.0, 3.0, 2.0], rtol=1e-8)
     assert bool(res.converged) and int(res.num_hvps) <= 5
     # Full dimension with a block: all eigenvalues exact; vectors of the exhausted space cost nothing.
-    res = top_eigenpairs(mv, {"a": jnp.zeros(5)}, 5, key=jax.random.key(0), tol=1e-8)
+    res = jax.jit(lambda key: top_eigenpairs(mv, {"a": jnp.zeros(5)}, 5, key=key, tol=1e-8))(jax.random.key(0))
     np.testing.assert_allclose(res.eigenvalues, [4.0, 3.0, 2.0, 1.0, -1.0], rtol=1e-10)
     assert int(res.num_hvps) <= 5
 
@@ -281,18 +317,20 @@ def test_breakdown_invariant_subspace_and_k_beyond_krylov_dimension(x64):
 def test_zero_operator_and_all_negative_padding(x64):
     """Padded rows of a partial basis must never show up as a (spurious, larger) eigenvalue."""
     spec = -np.linspace(1.0, 3.0, 30)
-    _, mv = operator(spec, 0, jnp.float64)
-    res = top_eigenpairs(mv, like_for(30), 2, key=jax.random.key(0), tol=1e-6, max_iters=3)
+    mat, _ = operator(spec, 0, jnp.float64)
+    res = _solve_mat(mat, jax.random.key(0), 2, 1e-6, max_iters=3)
     assert np.all(np.asarray(res.eigenvalues) <= -1.0 + 1e-9)  # Ritz values interlace: never above λ_max
-    zero = top_eigenpairs(lambda v: jax.tree.map(jnp.zeros_like, v), like_for(6), 2, key=jax.random.key(0))
+    zero = jax.jit(lambda key: top_eigenpairs(lambda v: jax.tree.map(jnp.zeros_like, v), like_for(6), 2, key=key))(
+        jax.random.key(0)
+    )
     np.testing.assert_allclose(zero.eigenvalues, 0.0, atol=1e-12)
     assert bool(zero.converged)
 
 
 def test_max_iters_reached_reports_not_converged(x64):
     spec = np.concatenate([[1.0, 0.999], np.linspace(-1, 0.99, 198)])
-    _, mv = operator(spec, 0, jnp.float64)
-    res = top_eigenpairs(mv, like_for(200), 1, key=jax.random.key(0), tol=1e-10, max_iters=5)
+    mat, _ = operator(spec, 0, jnp.float64)
+    res = _solve_mat(mat, jax.random.key(0), 1, 1e-10, max_iters=5)
     assert not bool(res.converged) and int(res.num_hvps) == 5
     assert float(res.error_bounds[0]) > 1e-10
 
@@ -355,11 +393,12 @@ def test_tracker_finds_an_overtaking_eigenvalue(x64):
     base = np.linspace(-0.5, 0.5, n)
     tracker = SharpnessTracker(k=1, tol=1e-6, guard=0)
     state = tracker.init(jnp.zeros(n), jax.random.key(0))
+    est = jax.jit(lambda st, mat, key: tracker.estimate(st, lambda v: mat @ v, key=key))
     for t, (a, b) in enumerate([(2.0, 1.0), (2.0, 3.0)]):
         spec = base.copy()
         spec[:2] = [a, b]
         mat = jnp.asarray((q * spec) @ q.T)
-        state, res = tracker.estimate(state, lambda v: mat @ v, key=jax.random.key(t))
+        state, res = est(state, mat, jax.random.key(t))
         np.testing.assert_allclose(res.eigenvalues[0], max(a, b), rtol=1e-6)
 
 

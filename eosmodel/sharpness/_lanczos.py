@@ -279,7 +279,8 @@ def top_eigenpairs(
     Example:
       >>> import jax, jax.numpy as jnp
       >>> d = jnp.array([3.0, 1.0, -2.0, 0.5])
-      >>> r = top_eigenpairs(lambda v: d * v, jnp.zeros(4), k=2, key=jax.random.key(0))
+      >>> solve = jax.jit(lambda d, key: top_eigenpairs(lambda v: d * v, jnp.zeros(4), k=2, key=key))
+      >>> r = solve(d, jax.random.key(0))  # jit: one compilation (eager calls compile op by op)
       >>> [round(float(x), 4) for x in r.eigenvalues], int(r.num_hvps) <= 4, bool(r.converged)
       ([3.0, 1.0], True, True)
     """

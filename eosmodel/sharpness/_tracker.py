@@ -77,7 +77,8 @@ class SharpnessTracker:
       >>> import jax, jax.numpy as jnp
       >>> tracker = SharpnessTracker(k=1, tol=1e-4)
       >>> state = tracker.init(jnp.zeros(3), jax.random.key(0))
-      >>> state, res = tracker.estimate(state, lambda v: jnp.array([2.0, 1.0, 0.5]) * v, key=jax.random.key(1))
+      >>> estimate = jax.jit(lambda state, h, key: tracker.estimate(state, lambda v: h * v, key=key))
+      >>> state, res = estimate(state, jnp.array([2.0, 1.0, 0.5]), jax.random.key(1))
       >>> round(float(res.eigenvalues[0]), 4)
       2.0
     """
