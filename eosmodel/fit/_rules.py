@@ -29,17 +29,29 @@ from typing import Any, Callable, Mapping
 import jax.numpy as jnp
 
 from eosmodel.fit._data import FitInputError
+from eosmodel.tuners import tuner_config
 
 RULE_NAMES = ("constant", "oracle", "armijo", "polyak", "cdat")
 
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "constant": {},
-    "oracle": {"sigma": 2.0},
-    "cdat": {"sigma": 2.0, "eps": 0.0},
-    "polyak": {"c": 0.5, "f_star": 0.0, "max_stepsize": 1.0, "smooth_cap": None},
-    "armijo": {"c": 0.1, "decrease_factor": 0.8, "increase_factor": 1.5, "max_stepsize": 1.0,
-               "max_trials": 30, "init_rule": "increase"},
+#: The hyperparameters that act on the reduced state, per rule (others, e.g. ``on_failure``,
+#: ``ema``, are ignored there).
+_REDUCED_KEYS: dict[str, tuple[str, ...]] = {
+    "constant": (),
+    "oracle": ("sigma",),
+    "cdat": ("sigma", "eps"),
+    "polyak": ("c", "f_star", "max_stepsize", "smooth_cap"),
+    "armijo": ("c", "decrease_factor", "increase_factor", "max_stepsize", "max_trials", "init_rule"),
 }
+
+
+def _defaults(name: str) -> dict[str, Any]:
+    """Default hyperparameters of a rule: the real tuner's (``tuner_config``), one source of truth."""
+    if name == "oracle":
+        return {"sigma": 2.0}  # the oracle is not an optax tuner; σ = 2 puts the step on the edge
+    if name == "constant":
+        return {}
+    full = tuner_config(name)
+    return {k: full[k] for k in _REDUCED_KEYS[name]}
 
 
 def reduced_rule(config: Mapping[str, Any]) -> tuple[Callable, float]:
@@ -70,7 +82,8 @@ def reduced_rule(config: Mapping[str, Any]) -> tuple[Callable, float]:
         raise FitInputError(
             f"tuner {name!r} has no reduced rule; use one of {RULE_NAMES} (e.g. {{'name': 'oracle', 'sigma': 1.5}})."
         )
-    h = {**_DEFAULTS[name], **{k: v for k, v in config.items() if k in _DEFAULTS[name] or k == "stepsize"}}
+    keys = _REDUCED_KEYS[name]
+    h = {**_defaults(name), **{k: v for k, v in config.items() if k in keys or k == "stepsize"}}
 
     def num(key: str, lo: float = 0.0) -> float:
         v = h.get(key)
