@@ -78,6 +78,22 @@ def _split_chunks(data: PyTree, chunk_size: int | None) -> tuple[PyTree | None, 
     return full, rem, n, c, r
 
 
+def _chunked_mean(fn: Callable[[PyTree], PyTree], full: PyTree, rem: PyTree | None, n: int, c: int, r: int) -> PyTree:
+    """(1/n)[Σ_i c·fn(B_i) + r·fn(B_r)]: the exact mean over all n examples of a batch-mean ``fn``.
+
+    The full chunks are scanned with a running sum, so memory holds one chunk's computation and
+    one accumulator. The one mechanism behind :func:`full_loss`, :func:`full_value_and_grad` and
+    :func:`hessian_matvec`.
+    """
+    first = jax.tree.map(lambda x: x[0], full)
+    zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(fn, first))
+    acc, _ = lax.scan(lambda a, batch: (jax.tree.map(jnp.add, a, fn(batch)), None), zero, full)
+    total = jax.tree.map(lambda a: c * a, acc)
+    if r:
+        total = jax.tree.map(lambda a, b: a + r * b, total, fn(rem))
+    return jax.tree.map(lambda a: a / n, total)
+
+
 def full_loss(loss: LossFn, params: PyTree, data: PyTree, chunk_size: int | None = None) -> jax.Array:
     """Exact mean loss over all examples of ``data``, evaluated chunk by chunk.
 
@@ -87,7 +103,7 @@ def full_loss(loss: LossFn, params: PyTree, data: PyTree, chunk_size: int | None
         F(w) = (1/n) [ Σ_i c · f(w, B_i) + r · f(w, B_r) ],
 
     which equals the mean over all ``n`` examples because ``f`` (``loss``) is a mean over its batch.
-    The full chunks go through one ``lax.map``, so memory is bounded by one chunk's activations.
+    The full chunks are scanned with a running sum, so memory is bounded by one chunk's activations.
 
     Args:
       loss: ``loss(params, batch) -> scalar``, the MEAN of a per-example loss over ``batch``.
@@ -108,12 +124,7 @@ def full_loss(loss: LossFn, params: PyTree, data: PyTree, chunk_size: int | None
       >>> bool(jnp.allclose(full_loss(f, 2.0, x, chunk_size=2), f(2.0, x)))
       True
     """
-    full, rem, n, c, r = _split_chunks(data, chunk_size)
-    chunk_means = lax.map(lambda b: loss(params, b), full)
-    total = c * jnp.sum(chunk_means)
-    if r:
-        total = total + r * loss(params, rem)
-    return total / n
+    return _chunked_mean(lambda b: loss(params, b), *_split_chunks(data, chunk_size))
 
 
 def full_value_and_grad(
@@ -134,23 +145,8 @@ def full_value_and_grad(
     Raises:
       ValueError: as ``full_loss``.
     """
-    full, rem, n, c, r = _split_chunks(data, chunk_size)
     vg = jax.value_and_grad(loss)
-
-    def body(acc, batch):
-        value, grad = vg(params, batch)
-        acc_v, acc_g = acc
-        return (acc_v + value, jax.tree.map(jnp.add, acc_g, grad)), None
-
-    init = (jnp.zeros((), jnp.result_type(*jax.tree.leaves(params))), jax.tree.map(jnp.zeros_like, params))
-    (sum_v, sum_g), _ = lax.scan(body, init, full)
-    total_v = c * sum_v
-    total_g = jax.tree.map(lambda g: c * g, sum_g)
-    if r:
-        value, grad = vg(params, rem)
-        total_v = total_v + r * value
-        total_g = jax.tree.map(lambda a, g: a + r * g, total_g, grad)
-    return total_v / n, jax.tree.map(lambda g: g / n, total_g)
+    return _chunked_mean(lambda b: vg(params, b), *_split_chunks(data, chunk_size))
 
 
 def hessian_matvec(
@@ -171,16 +167,9 @@ def hessian_matvec(
     Raises:
       ValueError: as ``full_loss`` (checked here, at construction).
     """
-    full, rem, n, c, r = _split_chunks(data, chunk_size)
+    chunks = _split_chunks(data, chunk_size)  # validated here, at construction
 
     def matvec(v: PyTree) -> PyTree:
-        def body(acc, batch):
-            return jax.tree.map(jnp.add, acc, hvp(loss, params, batch, v)), None
-
-        acc, _ = lax.scan(body, jax.tree.map(jnp.zeros_like, v), full)
-        total = jax.tree.map(lambda a: c * a, acc)
-        if r:
-            total = jax.tree.map(lambda a, h: a + r * h, total, hvp(loss, params, rem, v))
-        return jax.tree.map(lambda a: a / n, total)
+        return _chunked_mean(lambda b: hvp(loss, params, b, v), *chunks)
 
     return matvec
