@@ -15,8 +15,10 @@ the loss are O(N·b) and left out):
     backward dL/dx = δ Wᵀ:       2·N·a·b   (not for the first layer: inputs need no gradient)
 so 4·N·3072·200 + 6·N·200·200 + 6·N·200·10 = 13.55 GFLOP at N = 5,000.
 
-Options: --n (examples, default 5000), --repeats (timed repetitions, default 5), --quick (small).
-Timings are medians of repetitions after compilation; other processes on the machine add noise.
+Options: --n (examples, default 5000), --repeats (timed rounds, default 8), --quick (small).
+Timings are the best of repetitions after compilation (other processes on a shared machine only
+ever add time); in (a) the matmul and the step alternate, round by round, and the fraction is also
+printed per round.
 """
 
 from __future__ import annotations
@@ -34,19 +36,26 @@ from eosmodel.train._loop import TrainState, build_step_fns, chunk_mean, host_la
 from eosmodel.tuners import make_tuner
 
 
-def _time(fn, repeats: int) -> float:
-    """Best wall time of ``fn()`` over ``repeats`` calls (it must block until its result is ready).
+def _time_rounds(fns: dict, rounds: int) -> dict[str, np.ndarray]:
+    """Wall times of each ``fns[name]()``, called in turn, round after round.
 
-    The minimum, not the median: on a shared 2-core machine the other processes only ever add time,
-    and both sides of every ratio below are measured the same way.
+    Each call must block until its result is ready; one warm-up call of each (compilation) comes
+    first. Interleaving puts every side of every ratio under the same conditions: on a shared
+    machine a slow spell hits one round of all of them rather than all repetitions of one.
     """
-    fn()  # compile / warm up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: np.asarray(t) for name, t in times.items()}
+
+
+def _spread(x: np.ndarray) -> str:
+    return f"per round: median {np.median(x):.2f}, min {np.min(x):.2f}, max {np.max(x):.2f}"
 
 
 def dense_flops(n: int, widths: list[int]) -> int:
@@ -60,22 +69,19 @@ def dense_flops(n: int, widths: list[int]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="n=500, 2 repeats (a smoke test)")
+    parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="n=500, 2 rounds (a smoke test)")
     args = parser.parse_args()
     if args.quick:
         args.n, args.repeats = 500, 2
     n = args.n
     print(f"devices: {jax.devices()}  n={n}")
 
-    # ------------------------------------------------------------------ (a) matmul reference
+    # ------------------------------------------------------------------ set-up
     k = 4096
     a = jax.random.normal(jax.random.key(0), (k, k), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (k, k), jnp.float32)
     matmul = jax.jit(lambda x, y: x @ y)
-    t_mm = _time(lambda: matmul(a, b).block_until_ready(), args.repeats)
-    mm_rate = 2 * k**3 / t_mm
-    print(f"(a) 4096x4096 f32 matmul: {t_mm * 1e3:.1f} ms, {mm_rate / 1e9:.1f} GFLOP/s")
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, 32, 32, 3), dtype=np.float32)
@@ -90,68 +96,90 @@ def main() -> None:
         g = jax.grad(fns.loss)(p, (xb, yb))
         return jax.tree.map(lambda w, gw: w - 0.01 * gw, p, g)
 
-    t_gd = _time(lambda: jax.block_until_ready(bare_step(params, xd, yd)), args.repeats)
-    flops = dense_flops(n, [3072, 200, 200, 10])
-    rate = flops / t_gd
-    print(
-        f"(a) GD step fc-tanh 3072-200-200-10, N={n}: {flops / 1e9:.2f} GFLOP in {t_gd * 1e3:.1f} ms = "
-        f"{rate / 1e9:.1f} GFLOP/s = {100 * rate / mm_rate:.0f}% of the matmul rate (target >= 70%)"
-    )
-
-    # ------------------------------------------------------------------ (b) loop overhead
     dp = make_data_parallel(1)
     chunks = host_layout((x, y), n, dp, "training set")
-    steps = 5
+    steps = 5  # steps per compiled chunk of the training loop
 
-    def loop_time(sharp_every: int) -> float:
+    def loop_chunk(sharp_every: int):
+        """A callable running one compiled chunk of ``steps`` loop steps (state carried across calls)."""
         sharp = {"every": sharp_every, "k": 1, "tol": 1e-3, "max_iters": 40}
         tx = make_tuner({"name": "constant", "stepsize": 0.01})
         keys = {"data": jax.random.key(1), "step": jax.random.key(2)}
         fns_ = build_step_fns(fns=fns, tx=tx, dp=dp, keys=keys, n_train=n, batch_size=0, chunk_size=n, sharpness=sharp)
         tracker = SharpnessTracker(k=1, tol=1e-3, max_iters=40).init(params, jax.random.key(3)) if sharp_every else ()
-        state = TrainState(params, {}, tx.init(params), tracker, jnp.zeros((0,), jnp.int32), jnp.zeros((), jnp.int32))
-        # Warm up (compile, and the tracker's first cold estimate), then time chunks of `steps`.
-        state, _ = jax.block_until_ready(fns_.run_chunk(state, chunks, chunks, np.int32(steps), buffer=steps))
-        holder = {"s": state}
+        holder = {
+            "s": TrainState(params, {}, tx.init(params), tracker, jnp.zeros((0,), jnp.int32), jnp.zeros((), jnp.int32)),
+            "hvps": [],
+        }
 
         def go():
             holder["s"], rec = fns_.run_chunk(holder["s"], chunks, chunks, np.int32(steps), buffer=steps)
             jax.block_until_ready(rec)
-            holder["hvps"] = float(np.mean(np.asarray(rec.get("hvps", np.zeros(1)))))
+            if "hvps" in rec:
+                holder["hvps"].append(np.asarray(rec["hvps"]))
 
-        t = _time(go, max(1, args.repeats // 2)) / steps
-        return t, holder.get("hvps", 0.0)
+        # The first call compiles and makes the tracker's first (cold) estimate.
+        go()
+        holder["hvps"].clear()
+        return go, holder
 
-    t_loop, _ = loop_time(0)
-    print(
-        f"(b) training loop step (constant tuner, records, no sharpness): {t_loop * 1e3:.1f} ms vs bare jitted "
-        f"GD step {t_gd * 1e3:.1f} ms: overhead {100 * (t_loop / t_gd - 1):+.1f}% (target <= 10%)"
-    )
-
-    # ------------------------------------------------------------------ (c) sharpness cost
-    t_sharp, hvps = loop_time(1)
-    print(
-        f"(c) loop step with warm-started sharpness at every step: {t_sharp * 1e3:.1f} ms; sharpness costs "
-        f"{(t_sharp - t_loop) / t_gd:.2f} GD steps per step ({hvps:.1f} HVPs on average; target <= 8)"
-    )
-    matvec_data = chunks
+    loop_plain, _ = loop_chunk(0)
+    loop_sharp, sharp_holder = loop_chunk(1)
 
     @jax.jit
     def cold(p, key):
-        mv = lambda v: chunk_mean(lambda bt: hvp(fns.loss, p, bt, v), matvec_data)  # noqa: E731
+        mv = lambda v: chunk_mean(lambda bt: hvp(fns.loss, p, bt, v), chunks)  # noqa: E731
         res = top_eigenpairs(mv, p, 1, key=key, tol=1e-3, max_iters=40)
         return res.eigenvalues, res.num_hvps
 
-    counter = {"i": 0}
+    cold_out = {"i": 0, "hvps": []}
 
     def go_cold():
-        counter["i"] += 1
-        counter["out"] = jax.block_until_ready(cold(params, jax.random.key(counter["i"])))
+        cold_out["i"] += 1
+        _, m = jax.block_until_ready(cold(params, jax.random.key(cold_out["i"])))
+        cold_out["hvps"].append(int(m))
 
-    t_cold = _time(go_cold, max(1, args.repeats // 2))
+    t = _time_rounds(
+        {"matmul": lambda: matmul(a, b).block_until_ready(),
+         "gd": lambda: jax.block_until_ready(bare_step(params, xd, yd)),
+         "loop": loop_plain, "loop_sharp": loop_sharp, "cold": go_cold},
+        rounds=args.repeats,
+    )
+    t["loop"] /= steps
+    t["loop_sharp"] /= steps
+    best = {name: float(v.min()) for name, v in t.items()}
+
+    # ------------------------------------------------------------------ (a) FLOP rate
+    flops = dense_flops(n, [3072, 200, 200, 10])
+    mm_rate, rate = 2 * k**3 / best["matmul"], flops / best["gd"]
+    frac = (flops / t["gd"]) / (2 * k**3 / t["matmul"])
+    print(f"(a) 4096x4096 f32 matmul: {best['matmul'] * 1e3:.1f} ms, {mm_rate / 1e9:.1f} GFLOP/s")
     print(
-        f"(c) cold-start Lanczos at every step: {t_cold * 1e3:.1f} ms = {t_cold / t_gd:.2f} GD steps "
-        f"({int(counter['out'][1])} HVPs, tol 1e-3)"
+        f"(a) GD step fc-tanh 3072-200-200-10, N={n}: {flops / 1e9:.2f} GFLOP in {best['gd'] * 1e3:.1f} ms = "
+        f"{rate / 1e9:.1f} GFLOP/s = {100 * rate / mm_rate:.0f}% of the matmul rate "
+        f"(target >= 70%; fraction {_spread(frac)})"
+    )
+
+    # ------------------------------------------------------------------ (b) loop overhead
+    over = t["loop"] / t["gd"] - 1
+    print(
+        f"(b) training loop step (constant tuner, records, no sharpness): {best['loop'] * 1e3:.1f} ms vs bare "
+        f"jitted GD step {best['gd'] * 1e3:.1f} ms: overhead {100 * (best['loop'] / best['gd'] - 1):+.1f}% "
+        f"(target <= 10%; overhead {_spread(100 * over)} %)"
+    )
+
+    # ------------------------------------------------------------------ (c) sharpness cost
+    cost = (t["loop_sharp"] - t["loop"]) / t["gd"]
+    hvps = float(np.mean(np.concatenate(sharp_holder["hvps"])))
+    print(
+        f"(c) loop step with warm-started sharpness at every step: {best['loop_sharp'] * 1e3:.1f} ms; sharpness "
+        f"costs {(best['loop_sharp'] - best['loop']) / best['gd']:.2f} GD steps per step ({hvps:.1f} HVPs on "
+        f"average; target <= 8; {_spread(cost)})"
+    )
+    cold_cost = t["cold"] / t["gd"]
+    print(
+        f"(c) cold-start Lanczos at every step: {best['cold'] * 1e3:.1f} ms = {best['cold'] / best['gd']:.2f} GD "
+        f"steps ({np.mean(cold_out['hvps'][1:]):.1f} HVPs on average, tol 1e-3; {_spread(cold_cost)})"
     )
 
 
