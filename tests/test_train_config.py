@@ -49,6 +49,7 @@ def test_presets_are_completed_with_data_size_when_needed():
         ({"train": {"stepz": 3}}, ["train.stepz", "valid keys"]),
         ({"sharpness": {"tol": 1.5}}, ["sharpness.tol", "(0, 1)"]),
         ({"sharpness": {"k": 0}}, ["sharpness.k", ">= 1"]),
+        ({"sharpness": {"grad_curvature": "yes"}}, ["sharpness.grad_curvature", "true or false"]),
         ({"data": {"name": "imagenet"}}, ["data.name", "mnist1d"]),
         ({"model": {"name": "mlp"}}, ["model.name", "fc-tanh"]),
         ({"loss": {"name": "hinge"}}, ["loss.name", "mse"]),

@@ -29,7 +29,7 @@ def _config(tuner, **train):
         "model": MODEL,
         "tuner": tuner,
         "train": {"steps": 12, "chunk_size": 25, "log_every": 5, "eval_every": 10, "checkpoint_every": 0, **train},
-        "sharpness": {"every": 4, "k": 2, "tol": 1e-4},
+        "sharpness": {"every": 4, "k": 2, "tol": 1e-4, "grad_curvature": True},
     }
 
 
@@ -86,9 +86,13 @@ def test_full_batch_gd_matches_plain_replay_and_dense_sharpness(problem, gd_run)
             np.testing.assert_allclose(tr["sharpness"][t], dense[0], rtol=2e-3)
             np.testing.assert_allclose(tr["sharpness_2"][t], dense[1], rtol=2e-3)
             np.testing.assert_allclose(tr["normalized_sharpness"][t], 0.3 * tr["sharpness"][t], rtol=1e-6)
-            assert tr["hvps"][t] > 0
+            hg = hvp(fns.loss, p, data, grad)
+            curvature = sum(float(jnp.vdot(a, b)) for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(hg))) / gns
+            np.testing.assert_allclose(tr["grad_curvature"][t], curvature, rtol=1e-3)
+            assert tr["grad_curvature"][t] <= dense[0] * (1 + 1e-5)  # a Rayleigh quotient
+            assert tr["hvps"][t] > 1  # the estimate's and one for the curvature
         else:
-            assert np.isnan(tr["sharpness"][t]) and tr["hvps"][t] == 0
+            assert np.isnan(tr["sharpness"][t]) and np.isnan(tr["grad_curvature"][t]) and tr["hvps"][t] == 0
         p = jax.tree.map(lambda w, g: w - 0.3 * g, p, grad)
     # Held-out metrics at eval_every, NaN elsewhere; final loss in the summary is f(w_T).
     assert np.isfinite(tr["test_loss"][[0, 10]]).all() and np.isnan(np.delete(tr["test_loss"], [0, 10])).all()

@@ -17,6 +17,9 @@ STANDARD_COLUMNS: dict[str, str] = {
     "stepsize": "eta_t, the stepsize taken from w_t: w_{t+1} = w_t - eta_t g_t",
     "sharpness": "lambda_1(w_t), the top Hessian eigenvalue; NaN where not measured",
     "normalized_sharpness": "eta_t * lambda_1(w_t) (edge of stability at 2); NaN where not measured",
+    "grad_curvature": (
+        "g_t' H g_t / ||g_t||^2, the curvature along the step direction (<= lambda_1); NaN where not measured"
+    ),
     "hvps": "Hessian-vector products spent on the sharpness estimate at this step (0 if none)",
     "wall_time": "seconds since the run started",
 }

@@ -7,7 +7,7 @@ A run config is a dict of six tables (TOML or JSON on disk)::
     [loss]       name                      (mse | cross_entropy)
     [tuner]      name = "armijo", c = ...  (or preset = "sps-0.5"): eosmodel.tuners.tuner_config
     [train]      steps, batch_size, chunk_size, seed, log_every, eval_every, checkpoint_every, devices
-    [sharpness]  every, k, tol, subset, max_iters
+    [sharpness]  every, k, tol, subset, max_iters, grad_curvature
 
 :func:`normalize_config` fills every default and validates every value (a ``ValueError`` whose
 one sentence names the key, the valid range and the fix); the normalized config is what a run
@@ -54,6 +54,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "tol": 1e-3,
         "subset": 0,  # 0 = the whole training set, else its first `subset` examples
         "max_iters": 40,  # Lanczos basis size: HVP cap per estimate; memory = max_iters x params
+        "grad_curvature": False,  # also record g'Hg/|g|^2 at each estimate (one more HVP)
     },
 }
 
@@ -197,6 +198,8 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
     _real("sharpness.tol", sharp["tol"], 0.0, 1.0)
     _int("sharpness.subset", sharp["subset"], 0)
     _int("sharpness.max_iters", sharp["max_iters"], sharp["k"])
+    if not isinstance(sharp["grad_curvature"], bool):
+        _fail("sharpness.grad_curvature", sharp["grad_curvature"], "true or false", "set sharpness.grad_curvature=false")
     if data["n_train"] and sharp["subset"] > data["n_train"]:
         _fail("sharpness.subset", sharp["subset"], f"<= data.n_train = {data['n_train']}", "lower it or use 0 (all)")
 

@@ -11,12 +11,15 @@ logging period). Step t
    epoch e are consecutive slices of the permutation π_e = permutation(fold_in(k_data, e), n)
    (sampling without replacement; an incomplete last batch is dropped);
 2. sharpness, when t % every == 0: the top-k Hessian eigenvalues of the training loss on the fixed
-   subset (the whole training set by default) at w_t, by the warm-started ``SharpnessTracker``;
+   subset (the whole training set by default) at w_t, by the warm-started ``SharpnessTracker``,
+   and with ``grad_curvature`` the curvature along the step direction, R_t = g_tᵀH g_t / ‖g_t‖²
+   (one more HVP; H the Hessian on the subset). On a quadratic, Armijo accepts η iff
+   η·R ≤ 2(1 − c), so R/λ_1 (≤ 1) says how far g is from the top eigenvector;
 3. the tuner update w_{t+1} = w_t − η_t g_t, with ``value`` = f(w_t), ``grad`` = g_t and
    ``value_fn`` = f over the same data as the gradient (the full training set in full batch, S_t in
    mini-batch, as in Vaswani et al. 2019 and Loizou et al. 2021).
 
-Record t holds f(w_t), ‖g_t‖², η_t, λ_i(w_t), η_t·λ_1(w_t), the HVPs spent and the tuner's
+Record t holds f(w_t), ‖g_t‖², η_t, λ_i(w_t), η_t·λ_1(w_t), R_t, the HVPs spent and the tuner's
 diagnostics. BatchNorm models: the loss, its gradient and the Hessian whose eigenvalues are
 measured are those of the training-mode loss (each chunk normalised with its own batch
 statistics); the running averages (used only in evaluation) are updated once per step with the
@@ -154,7 +157,8 @@ def build_step_fns(
       n_train: training-set size n.
       batch_size: b, or 0 for full batch.
       chunk_size: physical batch size.
-      sharpness: the ``[sharpness]`` table (``every``, ``k``, ``tol``, ``max_iters``).
+      sharpness: the ``[sharpness]`` table (``every``, ``k``, ``tol``, ``max_iters``, optional
+        ``grad_curvature``).
 
     Returns:
       :class:`StepFns`: ``run_chunk(state, train_data, subset, num_steps, buffer=B) -> (state,
@@ -163,6 +167,7 @@ def build_step_fns(
       and ``train_loss(params, train_chunks) -> scalar``.
     """
     every, k = int(sharpness["every"]), int(sharpness["k"])
+    with_curvature = bool(sharpness.get("grad_curvature", False))
     tracker = SharpnessTracker(k=k, tol=float(sharpness["tol"]), max_iters=int(sharpness["max_iters"])) if every else None
     full_batch = batch_size == 0
     steps_per_epoch = n_train // batch_size if batch_size else 1
@@ -205,15 +210,24 @@ def build_step_fns(
                 params = state.params
                 matvec = lambda v: chunk_mean(lambda b: hvp(fns.loss, params, b, v), subset, dp)  # noqa: E731
                 tstate, res = tracker.estimate(tstate, matvec, key=step_key)
-                return tstate, res.eigenvalues.astype(value.dtype), res.num_hvps.astype(jnp.int32), res.converged
+                hvps = res.num_hvps.astype(jnp.int32)
+                if with_curvature:
+                    gg = record["grad_norm_sq"]
+                    ghg = optax.tree_utils.tree_vdot(grad, matvec(grad))
+                    curv = jnp.where(gg > 0, ghg / jnp.where(gg > 0, gg, 1), jnp.nan).astype(value.dtype)
+                    hvps = hvps + 1
+                else:
+                    curv = jnp.full((), jnp.nan, value.dtype)
+                return tstate, res.eigenvalues.astype(value.dtype), hvps, res.converged, curv
 
             def skip(tstate):
-                return tstate, jnp.full((k,), jnp.nan, value.dtype), jnp.zeros((), jnp.int32), jnp.zeros((), bool)
+                nan = jnp.full((), jnp.nan, value.dtype)
+                return tstate, jnp.full((k,), jnp.nan, value.dtype), jnp.zeros((), jnp.int32), jnp.zeros((), bool), nan
 
             if every == 1:
-                tracker_state, eigs, hvps, converged = measure(tracker_state)
+                tracker_state, eigs, hvps, converged, curv = measure(tracker_state)
             else:
-                tracker_state, eigs, hvps, converged = lax.cond(t % every == 0, measure, skip, tracker_state)
+                tracker_state, eigs, hvps, converged, curv = lax.cond(t % every == 0, measure, skip, tracker_state)
         value_fn = lambda p: chunk_mean(lambda b: fns.loss(p, b), data, dp)  # noqa: E731
         updates, opt_state = tx.update(grad, state.opt_state, state.params, value=value, grad=grad, value_fn=value_fn)
         params = optax.apply_updates(state.params, updates)
@@ -224,6 +238,8 @@ def build_step_fns(
             for i in range(1, k):
                 record[f"sharpness_{i + 1}"] = eigs[i]
             record["normalized_sharpness"] = eta * eigs[0]
+            if with_curvature:
+                record["grad_curvature"] = curv
             record["hvps"] = hvps
             record["sharpness_converged"] = jnp.where(jnp.isnan(eigs[0]), jnp.nan, converged.astype(value.dtype))
         for name, val in read_diagnostics(opt_state).items():
