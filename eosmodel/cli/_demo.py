@@ -1,18 +1,24 @@
 """``eosmodel demo``: the README's main job, a small-scale analogue of the paper's figures 1-2.
 
 An MLP on the embedded MNIST-1D data, full batch, trained with gradient descent at two fixed
-stepsizes, with Armijo line search and with the Polyak stepsize, sharpness tracked throughout.
-Then each run is fitted by the "EOS alone" and the joint model (``eosmodel.fit``), giving one
-verdict per tuner. Everything lands in one output directory::
+stepsizes, with Armijo line search and with the Polyak stepsize, sharpness (and the curvature
+along the gradient) tracked throughout. Then each run is fitted by the "EOS alone" and the joint
+model (``eosmodel.fit``), giving one verdict per tuner. Everything lands in one output directory::
 
     runs/demo/
-      gd-eta0.1/ gd-eta0.15/ armijo/ polyak/   run directories (config.json, trace.jsonl, ...)
+      gd-eta0.15/ gd-eta0.2/ armijo/ polyak/  run directories (config.json, trace.jsonl, ...)
       <run>/fit_report.json, <run>/fit.png    the fit of each run
       runs.png                                loss, sharpness (with 2/eta), stepsize, eta*lambda
       fits.txt                                the verdict table
 
 A run directory that is already complete is reused; one that was interrupted is resumed from
-its last checkpoint, so re-running the command after a kill finishes the job.
+its last checkpoint, so re-running the command after a kill finishes the job. A run directory
+holding a run of another config (e.g. from an older version of the demo) is an error, never reused.
+
+The network is fc-relu (2 hidden layers of 64): at this scale it shows each of the paper's
+findings, Armijo's η·λ included (median about 1.7, below 2, while λ climbs past every 2/η). With
+fc-tanh, the paper's activation, Armijo's η·λ hovers at 2.0 instead (see tests/test_train_eos.py
+for the settings and the measured mechanism).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from pathlib import Path
 #: The shared part of the four runs (see ``eosmodel.train.normalize_config`` for every key).
 BASE_CONFIG: dict = {
     "data": {"name": "mnist1d", "n_train": 200, "n_test": 1000},
-    "model": {"name": "fc-tanh", "width": 64, "depth": 2},
+    "model": {"name": "fc-relu", "width": 64, "depth": 2},
     "loss": {"name": "mse"},
     "train": {
         "steps": 2000,
@@ -39,13 +45,13 @@ BASE_CONFIG: dict = {
         "checkpoint_every": 200,
     },
     # An odd cadence: an even one samples one phase of the period-2 EOS oscillation only.
-    "sharpness": {"every": 5, "k": 1, "tol": 1e-3},
+    "sharpness": {"every": 5, "k": 1, "tol": 1e-3, "grad_curvature": True},
 }
 
 #: The four tuners compared (name of the run directory -> tuner table).
 TUNERS: dict[str, dict] = {
-    "gd-eta0.1": {"name": "constant", "stepsize": 0.1},
     "gd-eta0.15": {"name": "constant", "stepsize": 0.15},
+    "gd-eta0.2": {"name": "constant", "stepsize": 0.2},
     "armijo": {"preset": "armijo-jax"},
     "polyak": {"preset": "sps-0.5"},
 }
@@ -79,11 +85,48 @@ def demo_configs(steps: int | None = None) -> dict[str, dict]:
     return configs
 
 
+def _reuse_or_run(name: str, config: dict, run_dir: Path, progress: bool) -> str:
+    """Train ``config`` into ``run_dir``, resuming or extending a run of the same config found there.
+
+    Returns the run's status. A completed run of the same config and length is reused as is.
+
+    Raises:
+      ValueError: ``run_dir`` holds a run of another config, or a longer run of this one.
+    """
+    from eosmodel.train import normalize_config, run_training
+    from eosmodel.train._run import _comparable, _first_difference
+
+    config = normalize_config(config)
+    steps = config["train"]["steps"]
+    if not (run_dir / "config.json").exists():
+        print(f"[demo] {name}: training -> {run_dir}", file=sys.stderr)
+        return run_training(config, run_dir, progress=progress).status
+    stored = json.loads((run_dir / "config.json").read_text())
+    if _comparable(stored) != _comparable(config):
+        raise ValueError(
+            f"{run_dir} holds a run of another config than the demo's (an older demo?), differing at "
+            f"{_first_difference(_comparable(stored), _comparable(config))}; delete it or pass --out DIR."
+        )
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        done = int(summary.get("steps", stored["train"]["steps"]))
+        if summary.get("status") == "diverged" or done == steps:
+            print(f"[demo] {name}: reusing the finished run in {run_dir}", file=sys.stderr)
+            return summary.get("status", "completed")
+        if done > steps:
+            raise ValueError(
+                f"{run_dir} holds a longer run ({done} steps) than asked ({steps}); pass --steps {done} or --out DIR."
+            )
+    print(f"[demo] {name}: resuming -> {run_dir}", file=sys.stderr)
+    return run_training(config, run_dir, resume=True, progress=progress).status
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns 0, or 3 when a run diverged (the others still complete)."""
     from eosmodel.fit import compare, fit_trace, plot_fit
     from eosmodel.trace import load_trace, plot_traces
-    from eosmodel.train import EXIT_DIVERGED, run_training
+    from eosmodel.train import EXIT_DIVERGED
 
     if args.steps is not None and args.steps < 50:
         raise ValueError(f"--steps must be at least 50 to show any dynamics, got {args.steps}.")
@@ -93,14 +136,7 @@ def run(args: argparse.Namespace) -> int:
     traces, labels, diverged = [], [], []
     for name, config in demo_configs(args.steps).items():
         run_dir = out / name
-        summary_path = run_dir / "summary.json"
-        if summary_path.exists():
-            print(f"[demo] {name}: reusing the completed run in {run_dir}", file=sys.stderr)
-            status = json.loads(summary_path.read_text()).get("status", "completed")
-        else:
-            resume = (run_dir / "trace.jsonl").exists()
-            print(f"[demo] {name}: {'resuming' if resume else 'training'} -> {run_dir}", file=sys.stderr)
-            status = run_training(config, run_dir, resume=resume, progress=args.progress).status
+        status = _reuse_or_run(name, config, run_dir, args.progress)
         if status == "diverged":
             diverged.append(name)
         traces.append(load_trace(run_dir))
