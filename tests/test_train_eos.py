@@ -73,15 +73,9 @@ def _run(tmp_path, setting, tuner, label):
     return t, lam, eta, np.full_like(lam, np.nan)
 
 
-def _setting(name: str, *marks):
-    # One xdist group per setting: its tests run on one worker, which runs the four runs once
-    # (a module-scoped fixture is otherwise set up again on every worker that needs it).
-    return pytest.param(name, marks=[pytest.mark.xdist_group(f"eos-{name}"), *marks])
-
-
 @pytest.fixture(
     scope="module",
-    params=[_setting("relu"), _setting("tanh"), _setting("relu-slow", pytest.mark.slow), _setting("tanh-slow", pytest.mark.slow)],
+    params=["relu", "tanh", pytest.param("relu-slow", marks=pytest.mark.slow), pytest.param("tanh-slow", marks=pytest.mark.slow)],
 )
 def runs(request, tmp_path_factory):
     """The four runs of a setting: GD at each fixed eta, Armijo-GD, Polyak-GD (run once per module)."""
