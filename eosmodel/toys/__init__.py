@@ -10,11 +10,34 @@ Every factory returns a :class:`Toy` (science.md section 4):
 * :func:`self_stabilization`: an exact loss for the self-stabilisation map (Damian et al.);
 * :func:`two_layer_net`: small tanh/ReLU networks on synthetic teacher data.
 
+and the reduced maps of the joint stepsize-sharpness dynamics with the tuner rules that act on
+their states (``SelfStabilizationModel``, ``SecondOrderModel``, ``UVModel``, ``RULES``, ...;
+all of ``eosmodel.toys._maps.__all__``).
+
 The losses compute in the dtype of their parameters (float32, or float64 under
 ``jax.enable_x64``) and work with any optax optimizer, ``jax.grad`` and ``jax.hessian``.
 """
 
+from eosmodel.toys import _maps
 from eosmodel.toys._base import Toy
+from eosmodel.toys._maps import (
+    RULES,
+    MapRule,
+    SecondOrderModel,
+    SecondOrderState,
+    SelfStabilizationModel,
+    SelfStabilizationState,
+    UVModel,
+    UVState,
+    armijo_rule,
+    cdat_rule,
+    constant_rule,
+    map_rule,
+    oracle_rule,
+    polyak_rule,
+    reduce_toy,
+    second_order_normalized_step,
+)
 from eosmodel.toys._quadratic import quadratic, quadratic_hessian
 from eosmodel.toys._second_order import (
     second_order_1d_energy,
@@ -51,44 +74,6 @@ __all__ = [
     "uv_residual",
     "zhu",
     "zhu_cd",
+    *_maps.__all__,
 ]
 
-# Reduced maps and tuner rules on reduced states (eosmodel/toys/_maps.py, appended by the
-# dynamics helper).
-from eosmodel.toys._maps import (  # noqa: E402
-    RULES,
-    MapRule,
-    SecondOrderModel,
-    SecondOrderState,
-    SelfStabilizationModel,
-    SelfStabilizationState,
-    UVModel,
-    UVState,
-    armijo_rule,
-    cdat_rule,
-    constant_rule,
-    map_rule,
-    oracle_rule,
-    polyak_rule,
-    reduce_toy,
-    second_order_normalized_step,
-)
-
-__all__ += [
-    "RULES",
-    "MapRule",
-    "SecondOrderModel",
-    "SecondOrderState",
-    "SelfStabilizationModel",
-    "SelfStabilizationState",
-    "UVModel",
-    "UVState",
-    "armijo_rule",
-    "cdat_rule",
-    "constant_rule",
-    "map_rule",
-    "oracle_rule",
-    "polyak_rule",
-    "reduce_toy",
-    "second_order_normalized_step",
-]
