@@ -93,8 +93,7 @@ def _reuse_or_run(name: str, config: dict, run_dir: Path, progress: bool) -> str
     Raises:
       ValueError: ``run_dir`` holds a run of another config, or a longer run of this one.
     """
-    from eosmodel.train import normalize_config, run_training
-    from eosmodel.train._run import _comparable, _first_difference
+    from eosmodel.train import config_mismatch, normalize_config, run_training
 
     config = normalize_config(config)
     steps = config["train"]["steps"]
@@ -102,10 +101,11 @@ def _reuse_or_run(name: str, config: dict, run_dir: Path, progress: bool) -> str
         print(f"[demo] {name}: training -> {run_dir}", file=sys.stderr)
         return run_training(config, run_dir, progress=progress).status
     stored = json.loads((run_dir / "config.json").read_text())
-    if _comparable(stored) != _comparable(config):
+    mismatch = config_mismatch(stored, config)
+    if mismatch is not None:
         raise ValueError(
             f"{run_dir} holds a run of another config than the demo's (an older demo?), differing at "
-            f"{_first_difference(_comparable(stored), _comparable(config))}; delete it or pass --out DIR."
+            f"{mismatch}; delete it or pass --out DIR."
         )
     summary_path = run_dir / "summary.json"
     if summary_path.exists():

@@ -6,6 +6,7 @@ Public API:
   CIFAR-10 from local files, synthetic), :func:`make_model` / :func:`init_model` (fc, cnn, VGG11,
   ResNet), :func:`make_loss_fn` / :class:`LossFns` (MSE with the ½ convention, cross-entropy);
 * configs: :func:`load_config` (TOML/JSON + ``table.key=value`` overrides),
+  :func:`config_mismatch` (can a run directory's config be resumed with this one?),
   :func:`normalize_config` (defaults and validation), :data:`DEFAULTS`;
 * runs: :func:`run_training` (run directory with config.json, trace.jsonl, checkpoints,
   summary.json; resumable) returning a :class:`RunResult`; :data:`EXIT_DIVERGED`;
@@ -21,7 +22,14 @@ Example (a few full-batch GD steps on synthetic data)::
     result.trace["sharpness"], result.summary["final_train_loss"]
 """
 
-from eosmodel.train._config import DEFAULTS, apply_overrides, load_config, normalize_config, parse_override
+from eosmodel.train._config import (
+    DEFAULTS,
+    apply_overrides,
+    config_mismatch,
+    load_config,
+    normalize_config,
+    parse_override,
+)
 from eosmodel.train._data import DATA_DEFAULTS, DATASETS, Dataset, load_dataset, standardize
 from eosmodel.train._losses import LOSSES, LossFns, accuracy, cross_entropy, make_loss_fn, mse
 from eosmodel.train._models import MODEL_DEFAULTS, MODELS, count_params, has_batch_norm, init_model, make_model
@@ -42,6 +50,7 @@ __all__ = [
     "RunResult",
     "accuracy",
     "apply_overrides",
+    "config_mismatch",
     "count_params",
     "cross_entropy",
     "has_batch_norm",

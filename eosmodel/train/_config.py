@@ -30,7 +30,7 @@ from eosmodel.train._losses import LOSSES
 from eosmodel.train._models import MODEL_DEFAULTS, MODELS
 from eosmodel.tuners import PRESET_ARGUMENTS, PRESETS, TUNERS, tuner_config
 
-__all__ = ["DEFAULTS", "load_config", "normalize_config", "parse_override", "resolve_tuner"]
+__all__ = ["DEFAULTS", "config_mismatch", "load_config", "normalize_config", "parse_override", "resolve_tuner"]
 
 #: Defaults of every table (the tuner table's defaults come from ``eosmodel.tuners``).
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -208,6 +208,32 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
     out["tuner"] = resolve_tuner(out["tuner"], n=n, batch_size=b)
     json.dumps(out)  # JSON-serialisable by construction
     return out
+
+
+def _comparable(config: Mapping[str, Any]) -> dict:
+    """A config without the keys a resumed run may change (the number of steps)."""
+    out = json.loads(json.dumps(config))
+    out.get("train", {}).pop("steps", None)
+    return out
+
+
+def _first_difference(a: Any, b: Any, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+    return f"{prefix.rstrip('.')} ({a!r} in config.json vs {b!r} now)"
+
+
+def config_mismatch(stored: Mapping[str, Any], config: Mapping[str, Any]) -> str | None:
+    """Where ``config`` differs from a run's ``stored`` config in a way a resume cannot follow.
+
+    Only ``train.steps`` may differ (a resumed run may be extended). Returns None when the two
+    configs describe the same run, else the first differing key with both values, e.g.
+    ``"model.name ('fc-tanh' in config.json vs 'fc-relu' now)"``.
+    """
+    a, b = _comparable(stored), _comparable(config)
+    return None if a == b else _first_difference(a, b)
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

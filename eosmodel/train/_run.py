@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from eosmodel.trace import Trace, TraceWriter, load_trace
-from eosmodel.train._config import normalize_config, resolve_tuner
+from eosmodel.train._config import _comparable, config_mismatch, normalize_config, resolve_tuner
 from eosmodel.train._data import load_dataset
 from eosmodel.train._loop import TrainState, build_step_fns, host_layout, to_host
 from eosmodel.train._losses import make_loss_fn
@@ -127,21 +127,6 @@ def load_checkpoint(run_dir: str | os.PathLike, template: Any) -> tuple[Any, dic
 
 
 # ----------------------------------------------------------------------------------- helpers
-
-
-def _comparable(config: Mapping[str, Any]) -> dict:
-    """A config without the keys a resumed run may change (the number of steps)."""
-    out = json.loads(json.dumps(config))
-    out.get("train", {}).pop("steps", None)
-    return out
-
-
-def _first_difference(a: Any, b: Any, prefix: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                return _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
-    return f"{prefix.rstrip('.')} ({a!r} in config.json vs {b!r} now)"
 
 
 def _fmt(x: float) -> str:
@@ -289,10 +274,10 @@ def run_training(
 
     if resume:
         stored = json.loads((run_dir / "config.json").read_text())
-        if _comparable(stored) != _comparable(config):
+        mismatch = config_mismatch(stored, config)
+        if mismatch is not None:
             raise ValueError(
-                "the config differs from the resumed run's config.json at "
-                f"{_first_difference(_comparable(stored), _comparable(config))}; resume with the same config "
+                f"the config differs from the resumed run's config.json at {mismatch}; resume with the same config "
                 "(only train.steps may change)."
             )
 
