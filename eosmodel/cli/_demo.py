@@ -10,6 +10,7 @@ model (``eosmodel.fit``), giving one verdict per tuner. Everything lands in one 
       <run>/fit_report.json, <run>/fit.png    the fit of each run
       runs.png                                loss, sharpness (with 2/eta), stepsize, eta*lambda
       fits.txt                                the verdict table
+      predictions.txt/.json/.png              Armijo and Polyak predicted from the GD runs
 
 A run directory that is already complete is reused; one that was interrupted is resumed from
 its last checkpoint, so re-running the command after a kill finishes the job. A run directory
@@ -146,15 +147,32 @@ def run(args: argparse.Namespace) -> int:
 
     reports = []
     for name, trace in zip(labels, traces):
-        report = fit_trace(trace)
+        tuned = name in ("armijo", "polyak") and name not in diverged
+        report = fit_trace(trace, closed_loop="auto" if tuned else None)
         report.to_json(out / name / "fit_report.json")
         plot_fit(report, trace, out / name / "fit.png")
         reports.append(report)
     table = compare(reports, out / "fits.txt")
     print(table)
+    sources = [out / n for n in labels if n.startswith("gd-") and n not in diverged]
+    targets = [out / n for n in ("armijo", "polyak") if n in labels and n not in diverged]
+    if sources and targets:
+        import json
+
+        from eosmodel.fit import plot_predictions, predict_runs
+        from eosmodel.fit._predict import prediction_table
+
+        preds = predict_runs(targets, sources)
+        ptable = prediction_table(preds)
+        (out / "predictions.txt").write_text(ptable)
+        (out / "predictions.json").write_text(json.dumps([p.to_dict() for p in preds], indent=2) + "\n")
+        plot_predictions(preds, out / "predictions.png")
+        print("Armijo and Polyak predicted in closed loop from the two GD runs (nothing fitted on them):")
+        print(ptable)
     print(
         f"\n[demo] done in {time.perf_counter() - started:.0f} s: figure {out / 'runs.png'}, "
-        f"fit reports and figures in {out}/<run>/, verdict table {out / 'fits.txt'}"
+        f"fit reports and figures in {out}/<run>/, verdict table {out / 'fits.txt'}, "
+        f"cross-run predictions {out / 'predictions.txt'} and {out / 'predictions.png'}"
     )
     if diverged:
         print(f"[demo] these runs diverged: {', '.join(diverged)} (see their summary.json)", file=sys.stderr)

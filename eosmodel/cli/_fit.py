@@ -1,8 +1,11 @@
-"""``eosmodel fit PATH... [--out DIR] [--tuner NAME] [--closed-loop]``: fit EOS models to traces.
+"""``eosmodel fit PATH... [--out DIR] [--tuner NAME] [--closed-loop]``: fit EOS models to traces;
+``eosmodel fit --predict RUN... --from RUN... [--out DIR]``: predict tuner runs from fixed-stepsize runs.
 
 For each trace (run directory, ``trace.jsonl`` or CSV with columns step, stepsize, sharpness and
 optionally loss or x) it writes ``<out>/<name>/fit_report.json`` and ``<out>/<name>/fit.png`` and
-prints a summary; with several traces it also prints and saves ``<out>/comparison.txt``.
+prints a summary; with several traces it also prints and saves ``<out>/comparison.txt``. With
+``--predict`` it writes ``<out>/predictions.json``, ``predictions.txt`` and ``predictions.png``
+(:func:`eosmodel.fit.predict_runs`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import argparse
 import re
 from pathlib import Path
 
-from eosmodel.fit import compare, fit_trace, plot_fit
+from eosmodel.cli import UsageError
+
+from eosmodel.fit import DEFAULT_EDGE_TOL, compare, fit_trace, plot_fit
 
 
 def register(subparsers) -> None:
@@ -28,8 +33,12 @@ def register(subparsers) -> None:
             "from EOS alone with a free sharpening rate)."
         ),
     )
-    p.add_argument("paths", nargs="+", metavar="PATH",
+    p.add_argument("paths", nargs="*", metavar="PATH",
                    help="run directory, trace.jsonl or CSV (columns step, stepsize, sharpness; loss/x optional)")
+    p.add_argument("--predict", nargs="+", metavar="RUN", default=None,
+                   help="tuner runs to predict in closed loop, with nothing fitted on them (needs --from)")
+    p.add_argument("--from", dest="sources", nargs="+", metavar="RUN", default=None,
+                   help="fixed-stepsize runs of the same network and data to fit the prediction on")
     p.add_argument("--out", default="fit_out", help="output directory (default: fit_out)")
     p.add_argument("--tuner", default=None,
                    help="tuner rule for the closed loop (constant, oracle, armijo, polyak, cdat, or a "
@@ -40,27 +49,29 @@ def register(subparsers) -> None:
     p.add_argument("--windows", type=int, default=8, help="number of verdict windows (default 8)")
     p.add_argument("--time", choices=("eta_t", "steps"), default="eta_t",
                    help="clock of the fits: eta*t (default) or steps")
-    p.add_argument("--edge-tol", type=float, default=0.05,
-                   help="tolerance on eta*lambda around 2, relative to the ceiling 2/eta (default 0.05: "
-                        "'within a few percent'); the band on a window's centre adds two standard errors")
+    p.add_argument("--edge-tol", type=float, default=DEFAULT_EDGE_TOL,
+                   help=f"effect size on eta*lambda around 2, relative to the ceiling 2/eta (default "
+                        f"{DEFAULT_EDGE_TOL}: GD sits up to ~6%% above 2/eta); the band on a window's "
+                        "centre adds two standard errors")
     p.set_defaults(func=run)
 
 
 def _closed_loop(args) -> None | str | dict:
+    """The closed-loop request: ``None``, ``"auto"`` or a tuner config (a name or a preset of
+    eosmodel.tuners, resolved by ``tuner_config``; ``oracle`` is a rule of eosmodel.toys)."""
     if args.tuner is None:
+        if args.sigma is not None:
+            raise UsageError("--sigma needs --tuner (oracle or cdat); pass e.g. --tuner oracle --sigma 1.5.")
         return "auto" if args.closed_loop else None
-    from eosmodel.fit import RULE_NAMES
-
-    if args.tuner in RULE_NAMES:
-        cfg = {"name": args.tuner}
-        if args.tuner in ("armijo", "polyak", "cdat"):
-            from eosmodel.tuners import tuner_config
-
-            cfg = tuner_config(args.tuner)
+    if args.tuner in ("oracle", "constant"):
+        cfg: dict = {"name": args.tuner}
     else:
         from eosmodel.tuners import tuner_config
 
-        cfg = tuner_config(args.tuner)  # a preset; ValueError names the valid ones
+        try:
+            cfg = tuner_config(args.tuner)
+        except (TypeError, ValueError) as err:
+            raise UsageError(f"--tuner {args.tuner!r}: {err}") from None
     if args.sigma is not None:
         cfg["sigma"] = args.sigma
     return cfg
@@ -79,8 +90,33 @@ def _name(path: Path, used: set[str]) -> str:
     return name
 
 
+def _predict(args: argparse.Namespace, out: Path) -> int:
+    import json
+
+    from eosmodel.fit import plot_predictions, predict_runs
+    from eosmodel.fit._predict import prediction_table
+
+    if not args.sources:
+        raise UsageError("--predict needs --from RUN... (the fixed-stepsize runs to fit on).")
+    preds = predict_runs(args.predict, args.sources)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "predictions.json").write_text(json.dumps([p.to_dict() for p in preds], indent=2) + "\n")
+    table = prediction_table(preds)
+    (out / "predictions.txt").write_text(table)
+    plot_predictions(preds, out / "predictions.png")
+    print(table, end="")
+    print(f"-> {out / 'predictions.json'}, {out / 'predictions.txt'}, {out / 'predictions.png'}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if args.predict is not None or args.sources is not None:
+        if args.predict is None:
+            raise UsageError("--from needs --predict RUN... (the tuner runs to predict).")
+        return _predict(args, out)
+    if not args.paths:
+        raise UsageError("give at least one PATH to fit, or --predict RUN... --from RUN....")
     closed = _closed_loop(args)
     reports, used = [], set()
     for raw in args.paths:

@@ -3,11 +3,14 @@
 The fitters need, per step t (one record per step, consecutive steps):
 
 * ``step``: t, consecutive integers (one record per optimisation step);
-* ``stepsize``: η_t > 0 and finite at every step (the stepsize taken from w_t);
+* ``stepsize``: η_t ≥ 0 and finite at every step (the stepsize taken from w_t); η_t = 0 is a step
+  the tuner skipped (no step was taken: it advances no clock and has no ceiling), at most half the
+  steps;
 * ``sharpness``: λ_t, NaN where not measured; at least :data:`MIN_MEASUREMENTS` finite values;
 * optionally ``x`` (the displacement along the top eigenvector, recorded by toy simulations) and
-  ``loss`` (finite at every step), the observables of the oscillation (see
-  :func:`eosmodel.fit.oscillation_observable`).
+  ``loss`` (finite at every step), the observables of the oscillation, and ``grad_norm_sq`` and
+  ``grad_curvature`` (gᵀHg/‖g‖² where measured), what a tuner sees of the smooth part of the loss
+  (the closed loop needs ``loss`` and ``grad_norm_sq``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ class FitData:
       measured: indices (into the arrays) of the finite sharpness measurements.
       loss: f(w_t) or ``None`` when absent or not finite everywhere.
       x: the oscillation coordinate x_t or ``None`` when absent or not finite everywhere.
+      grad_norm_sq: ‖g_t‖² or ``None`` when absent or not finite everywhere.
+      grad_curvature: gᵀHg/‖g‖² (NaN where not measured) or ``None`` when absent.
+      skipped: indices of the steps the tuner skipped (η_t = 0).
       tuner: the trace's ``config["tuner"]`` dict, or ``None``.
       source: a label for the trace (its path, or its config's ``name``).
     """
@@ -56,6 +62,9 @@ class FitData:
     x: np.ndarray | None
     tuner: dict | None
     source: str
+    grad_norm_sq: np.ndarray | None = None
+    grad_curvature: np.ndarray | None = None
+    skipped: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.step)
@@ -126,12 +135,19 @@ def prepare(trace: Any, *, min_measurements: int = MIN_MEASUREMENTS) -> FitData:
             f"steps jump from {int(step[i])} to {int(step[i + 1])}; the fit needs one record per "
             "step (consecutive steps, sharpness NaN where not measured), so log every step."
         )
-    bad = np.flatnonzero(~np.isfinite(stepsize) | (stepsize <= 0))
+    bad = np.flatnonzero(~np.isfinite(stepsize) | (stepsize < 0))
     if bad.size:
         i = int(bad[0])
         raise FitInputError(
-            f"stepsize at step {int(step[i])} is {stepsize[i]!r}; the fit needs a finite positive "
-            f"stepsize at every step ({bad.size} step(s) violate it), so drop or repair those records."
+            f"stepsize at step {int(step[i])} is {stepsize[i]!r}; the fit needs a finite stepsize "
+            f">= 0 at every step (0 for a step the tuner skipped; {bad.size} step(s) violate it), "
+            "so drop or repair those records."
+        )
+    skipped = np.flatnonzero(stepsize == 0)
+    if skipped.size * 2 > stepsize.size:
+        raise FitInputError(
+            f"{skipped.size} of {stepsize.size} steps have stepsize 0 (skipped by the tuner); the "
+            "fit needs at least half the steps taken, so check the run's tuner_status column."
         )
     if np.any(np.isinf(sharp)):
         i = int(np.flatnonzero(np.isinf(sharp))[0])
@@ -139,7 +155,7 @@ def prepare(trace: Any, *, min_measurements: int = MIN_MEASUREMENTS) -> FitData:
             f"sharpness at step {int(step[i])} is infinite; record NaN where it was not measured "
             "and drop diverged steps."
         )
-    measured = np.flatnonzero(np.isfinite(sharp))
+    measured = np.flatnonzero(np.isfinite(sharp) & (stepsize > 0))
     if measured.size < min_measurements:
         raise FitInputError(
             f"the trace has {measured.size} finite sharpness measurement(s) but a fit needs at least "
@@ -162,4 +178,8 @@ def prepare(trace: Any, *, min_measurements: int = MIN_MEASUREMENTS) -> FitData:
         x=optional("x"),
         tuner=dict(tuner) if isinstance(tuner, Mapping) else None,
         source=_source(tr),
+        grad_norm_sq=optional("grad_norm_sq"),
+        grad_curvature=(np.asarray(tr["grad_curvature"], dtype=np.float64)
+                        if "grad_curvature" in tr.columns else None),
+        skipped=skipped,
     )
