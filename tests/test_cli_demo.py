@@ -20,8 +20,16 @@ def test_demo_writes_runs_fits_and_figure_then_reuses_and_extends(tmp_path, caps
         assert json.loads((out / name / "summary.json").read_text())["status"] == "completed"
         assert (out / name / "fit_report.json").exists() and (out / name / "fit.png").stat().st_size > 1000
     assert (out / "runs.png").stat().st_size > 1000
-    table = (out / "fits.txt").read_text()
-    assert all(f"{name}/trace.jsonl" in table for name in TUNERS)
+    rows = {line.split()[0]: line for line in (out / "fits.txt").read_text().splitlines()[2:]}
+    assert set(rows) == set(TUNERS)
+    for name in ("armijo", "polyak"):  # the tuner runs are also fitted in closed loop
+        report = json.loads((out / name / "fit_report.json").read_text())
+        assert "joint_closed" in report["models"] and report["closed_loop_rule"]["name"] == name
+    # the cross-run prediction: both tuner runs predicted from the GD runs, both models
+    preds = json.loads((out / "predictions.json").read_text())
+    assert [p["tuner"]["name"] for p in preds] == ["armijo", "polyak"]
+    assert all(len(p["sources"]) == 2 and {"joint", "eos_alone"} <= set(p) for p in preds)
+    assert (out / "predictions.png").stat().st_size > 1000
     capsys.readouterr()
 
     # Same length: every run reused (nothing retrained); longer: every run extended by resuming.

@@ -188,20 +188,21 @@ def test_verdict_fails_for_oracle_below_two_growing_below_edge():
     assert report.models["eos_alone"].physical["a"] == pytest.approx(1.0, rel=0.05)
 
 
-def test_verdict_fails_for_armijo_snowball():
-    # Armijo on the reduced state keeps eta*lambda <= 2(1 - c) = 1.8: sharpness grows, eta shrinks.
+def test_armijo_in_the_closed_loop_snowballs():
+    """Armijo on the joint model (the tuner's own rule, through eosmodel.toys.map_rule): its
+    condition never lets the top direction oscillate for long, so self-stabilisation does not
+    act: the sharpness keeps growing and the stepsize keeps shrinking, with eta*lambda at or below
+    the edge (the seed's "lingers around 2 or stays below")."""
     cfg = {"name": "armijo", "c": 0.1, "decrease_factor": 0.8, "increase_factor": 1.5,
            "max_stepsize": 1.0}
     run = simulate_closed(JointModel(1.0, 0.0, 4.0, 0.0, zero_smooth_part()),
                           JointState(50.0, 0.05, 0.0, 0.0), cfg, 6000)
-    lam, eta, x = run.lam, run.stepsize, run.x
-    assert np.mean(eta * lam < 2.0) > 0.95 and np.median(eta * lam) < 1.85 and lam[-1] > 2 * lam[0]
-    sharp = lam * (1 + 0.003 * np.random.default_rng(2).standard_normal(lam.size))
-    sharp[np.arange(lam.size) % 10 != 0] = np.nan
-    trace = Trace.from_columns({"step": np.arange(lam.size), "stepsize": eta, "sharpness": sharp, "x": x},
-                               config={"tuner": cfg})
-    report = fit_trace(trace)
-    assert all(w.verdict == GROWING_BELOW_EDGE for w in report.windows)
+    nl = run.stepsize * run.lam
+    assert run.lam[-1] > 3 * run.lam[0] and run.stepsize[-1] < run.stepsize[10] / 2
+    assert np.median(nl) <= 2.0
+    # the snowball law of a tuner holding eta*lambda ~ sigma: lambda^2 ~ lambda0^2 + 2 sigma alpha t
+    sigma = float(np.median(nl))
+    assert run.lam[-1] ** 2 == pytest.approx(50.0 ** 2 + 2 * sigma * 1.0 * 6000, rel=0.1)
 
 
 def test_verdict_fails_above_ceiling():

@@ -41,7 +41,7 @@ class JointPath:
 
 def joint_path(stepsize: np.ndarray, w: np.ndarray, q: np.ndarray | None, lambda0: float,
                alpha: float, kappa: float = 0.0, beta: float = 0.0, edge: float = 0.0,
-               zeta: float = 0.0) -> JointPath:
+               zeta: float = 0.0, *, jacobian: bool = False) -> JointPath:
     """The joint model's sharpness at every step, in closed form (O(n), no loop over steps).
 
     Math (docs/theory.md §5.2), with η_t the measured stepsize, w_t the clock increment (η_t, or
@@ -61,24 +61,46 @@ def joint_path(stepsize: np.ndarray, w: np.ndarray, q: np.ndarray | None, lambda
     Args:
       stepsize: η_t ≥ 0, shape (n,). w: clock increments, shape (n,). q: q_t ≥ 0 or ``None``
         (no oscillation observable: β and ζ do not act). lambda0 … zeta: the parameters.
+      jacobian: also locate the binding ceilings (``clipped``, ``arg``), which
+        :func:`joint_jacobian` needs; otherwise they are ``None``.
 
     Returns:
       :class:`JointPath`.
     """
     n = stepsize.size
-    e = clock(w)
-    decay = np.exp(-kappa * e[:-1]) if kappa else np.ones(n)
-    drive = w * (alpha * decay - (0.5 * beta * q if (q is not None and beta) else 0.0))
+    if kappa:
+        drive = alpha * w * np.exp(-kappa * clock(w)[:-1])
+    else:
+        drive = alpha * w
+    if q is not None and beta:
+        drive = drive - 0.5 * beta * (w * q)
     a = clock(drive)[:n]
-    with np.errstate(divide="ignore"):
-        ceil = np.where(stepsize > 0, (2.0 + edge) / np.where(stepsize > 0, stepsize, 1.0), np.inf)
-    ceil[0] = np.inf
-    m = ceil - a
+    m = _inverse_stepsize(stepsize) * (2.0 + edge) - a
     run = np.minimum.accumulate(m)
     centre = a + np.minimum(lambda0, run)
     lam = centre + zeta * q if (q is not None and zeta) else centre
+    if not jacobian:
+        return JointPath(lam=lam, centre=centre, clipped=None, arg=None)
     arg = np.maximum.accumulate(np.where(m <= run, np.arange(n), 0))
     return JointPath(lam=lam, centre=centre, clipped=run < lambda0, arg=arg)
+
+
+_INV_CACHE: dict = {}
+
+
+def _inverse_stepsize(stepsize: np.ndarray) -> np.ndarray:
+    """1/η_t (∞ where η_t = 0, and at t = 0 where no ceiling binds), cached per array: the fits
+    evaluate the path many times on one trace."""
+    key = (id(stepsize), stepsize.size)
+    hit = _INV_CACHE.get(key)
+    if hit is not None and hit[0] is stepsize:
+        return hit[1]
+    with np.errstate(divide="ignore"):
+        inv = np.where(stepsize > 0, 1.0 / np.where(stepsize > 0, stepsize, 1.0), np.inf)
+    inv[0] = np.inf
+    _INV_CACHE.clear()
+    _INV_CACHE[key] = (stepsize, inv)
+    return inv
 
 
 def joint_jacobian(stepsize, w, q, theta, path: JointPath, idx: np.ndarray,
@@ -157,19 +179,25 @@ def fit_joint_path(stepsize, w, q, idx, y, start: np.ndarray, free: tuple[str, .
 
     def jac(x):
         th = full(x)
-        path = joint_path(stepsize, w, q, *th)
+        path = joint_path(stepsize, w, q, *th, jacobian=True)
         return joint_jacobian(stepsize, w, q, th, path, idx, names=free)
 
     lb = np.array([lower.get(k, -np.inf) for k in free])
     ub = np.array([upper.get(k, np.inf) for k in free])
-    best = None
+    candidates = []
     for extra in ({}, *starts_extra):
         th0 = start.copy()
         for k, v in extra.items():
             th0[JOINT_PARAMS.index(k)] = v
         x0 = np.clip(th0[pos], lb, ub)
+        r = resid(x0)
+        candidates.append((float(r @ r) if np.all(np.isfinite(r)) else np.inf, len(candidates), x0))
+    # Refine from the two best starts only (each refinement is monotone, so the result is never
+    # worse than the best start, in particular than the nested EOS-alone start).
+    best = None
+    for _, _, x0 in sorted(candidates, key=lambda c: c[:2])[:2]:
         sol = optimize.least_squares(resid, x0, jac=jac, bounds=(lb, ub), method="trf",
-                                     x_scale="jac", max_nfev=200)
+                                     x_scale="jac", max_nfev=100)
         if best is None or sol.cost < best.cost:
             best = sol
     return full(best.x), best

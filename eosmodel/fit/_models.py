@@ -195,7 +195,7 @@ def fit_eos_alone(data: FitData, *, time: str = "eta_t") -> ModelFit:
     span = max(e[idx[-1]] - e[idx[0]], 1e-300)
     a_scale = max(float(np.ptp(y)), 1e-9 * float(np.max(np.abs(y))) + 1e-300) / span
     best = None
-    for a in np.concatenate(([0.0], a_scale * np.logspace(-3, 2, 26))):
+    for a in np.concatenate(([0.0], a_scale * np.logspace(-3, 2, 11))):
         for l0 in (y[0], y[0] - a * e[idx[0]]):
             r = joint_path(eta, w, None, l0, a).lam[idx] - y
             if best is None or r @ r < best[0]:
@@ -204,7 +204,7 @@ def fit_eos_alone(data: FitData, *, time: str = "eta_t") -> ModelFit:
     theta, sol = fit_joint_path(eta, w, None, idx, y, start, ("lambda0", "alpha"),
                                 {"alpha": 0.0}, {})
     lam0, a = float(theta[0]), float(theta[1])
-    path = joint_path(eta, w, None, lam0, a)
+    path = joint_path(eta, w, None, lam0, a, jacobian=True)
     r = path.lam[idx] - y
     jac = joint_jacobian(eta, w, None, theta, path, idx, names=("lambda0", "alpha"))
     se = _se(hac_covariance(jac, r))
@@ -283,11 +283,11 @@ def fit_joint_open(data: FitData, q: np.ndarray | None, *, time: str = "eta_t", 
         starts.append({"lambda0": lin[0], "alpha": lin[1], "beta": lin[2], "zeta": lin[3],
                        "edge": _UPPER["edge"] - 1.0})
     theta, _ = fit_joint_path(eta, w, q, idx, y, start, free, _LOWER, _UPPER, starts)
-    path = joint_path(eta, w, q, *theta)
+    path = joint_path(eta, w, q, *theta, jacobian=True)
     r = path.lam[idx] - y
     r_eos = eos.sharpness[idx] - y
     if r @ r > r_eos @ r_eos:  # cannot happen with trf from the nested start; kept as a guard
-        theta, path, r = start, joint_path(eta, w, q, *start), r_eos
+        theta, path, r = start, joint_path(eta, w, q, *start, jacobian=True), r_eos
     jac = joint_jacobian(eta, w, q, theta, path, idx, names=free)
     cov = hac_covariance(jac, r)
     se_free = _se(cov)
