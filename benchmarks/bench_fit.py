@@ -39,7 +39,7 @@ from eosmodel.trace import Trace
 
 def make_trace(steps: int, *, with_x: bool = True, seed: int = 0) -> Trace:
     eta = 0.002
-    run = simulate_closed(JointModel(1.0, 0.0, 4.0, 0.0, zero_smooth_part()),
+    run = simulate_closed(JointModel(1.0, 0.0, 4.0, 0.0, 0.0, zero_smooth_part()),
                           JointState(2 / eta - 5, 0.5, 0.0, 0.0), {"name": "constant", "stepsize": eta}, steps)
     lam, x = run.lam, run.x
     rng = np.random.default_rng(seed)

@@ -23,35 +23,42 @@ from scipy import ndimage, optimize
 from eosmodel.fit._data import FitData, FitInputError
 from eosmodel.fit._joint import clock, loss_energy
 
+_GRID = 400
+
 Array = jax.Array
 
 
 class SmoothPart(NamedTuple):
-    """The smooth part of the loss as seen along the run, tabulated on the clock E = Σ η.
+    """The smooth part of the loss along the run: its relative decay rate on the clock E = Σ η.
+
+    Along gradient flow dL/dE = −‖g‖², so the smooth gradient's squared norm per unit of smooth
+    loss is μ(E) = −d ln L_s/dE: measured from the loss trend alone (no contaminated ‖g‖²: at the
+    edge the recorded gradient is dominated by the oscillation).
 
     Attributes:
       clock: (m,) increasing grid of E.
-      mu: (m,) μ(E) = ‖g_s‖²/(2L_s), the smooth gradient's squared norm per unit of smooth loss
-        (2μ is the curvature of a quadratic bulk holding that loss).
-      curvature: (m,) R_s(E), the curvature of the loss along the smooth gradient.
+      mu: (m,) μ(E) = −d ln L_s/dE ≥ 0 on the grid.
+      tail: p ≥ 0, the power-law exponent of L_s ∝ E^{−p} fitted on the second half of the run:
+        beyond the grid μ(E) = p/E (a run whose clock outruns the measured one).
       loss0: L_s at E = 0 (the initial smooth loss).
     """
 
     clock: Any
     mu: Any
-    curvature: Any
+    tail: Any
     loss0: Any
 
-    def at(self, e: Array) -> tuple[Array, Array]:
-        """(μ(E), R_s(E)) by linear interpolation (constant beyond the table)."""
-        return (jnp.interp(e, self.clock, self.mu), jnp.interp(e, self.clock, self.curvature))
+    def at(self, e: Array) -> Array:
+        """μ(E): linear interpolation on the grid, p/E beyond it."""
+        end = self.clock[-1]
+        return jnp.where(e <= end, jnp.interp(e, self.clock, self.mu),
+                         self.tail / jnp.maximum(e, jnp.maximum(end, 1e-300)))
 
 
-def _smooth_step(ls: Array, eta: Array, mu: Array, r: Array) -> Array:
-    """L_s' = L_s·max(1 − 2ημ(1 − ½ηR_s), 0): a step of size η along the smooth gradient on the
-    quadratic model with slope −2μL_s and curvature R_s·2μL_s; floored at 0 where the measured μ
-    and R_s (not those of one quadratic bowl) would predict a negative smooth loss."""
-    return ls * jnp.maximum(1.0 - 2.0 * eta * mu * (1.0 - 0.5 * eta * r), 0.0)
+def _smooth_step(ls: Array, eta: Array, mu: Array, curvature: Array) -> Array:
+    """L_s' = L_s·max(1 − ημ(1 − ½ηR_s), 0): a step of size η along the smooth gradient (squared
+    norm μL_s) on the quadratic model with curvature R_s along it, floored at 0."""
+    return ls * jnp.maximum(1.0 - eta * mu * (1.0 - 0.5 * eta * curvature), 0.0)
 
 
 class JointState(NamedTuple):
@@ -68,21 +75,24 @@ class JointModel(NamedTuple):
     """The joint stepsize–sharpness model as a reduced loss (docs/theory.md §5.5).
 
     Math. Along the top eigenvector the loss is ½λx² + (ζ/12)x⁴ (its curvature at x is λ + ζx²:
-    the measured sharpness); the rest of the loss is a smooth part L_s with gradient norm²
-    2μ(E)L_s and curvature R_s(E) along its gradient (:class:`SmoothPart`, measured on a run):
+    the measured sharpness); the rest is a smooth part L_s whose gradient has squared norm μ(E)L_s
+    (:class:`SmoothPart`, from the run's loss trend) and curvature R_s = ρλ along it:
 
-        f      = L_s + ½λx² + (ζ/12)x⁴,         g_x = λx + (ζ/3)x³,
-        ‖g‖²   = 2μL_s + g_x²,                   gᵀHg = R_s·2μL_s + (λ + ζx²)·g_x²,
+        f    = L_s + ½λx² + (ζ/12)x⁴,         g_x = λx + (ζ/3)x³,
+        ‖g‖² = μL_s + g_x²,                    gᵀHg = ρλ·μL_s + (λ + ζx²)·g_x²,
 
     and one step of size η (any η: the tuner's trials use it too):
 
-        x'   = x − η·g_x                         (= (1 − ηλ)x at ζ = 0: Damian's map)
-        λ'   = λ + η·(α·e^{−κE} − ½βx²)          (sharpening that decays in ηt, self-stabilisation)
-        L_s' = L_s·max(1 − 2ημ(1 − ½ηR_s), 0)  (a quadratic step on the smooth part)
+        x'   = x − η·g_x                        (= (1 − ηλ)x at ζ = 0: Damian's map)
+        λ'   = λ + η·(α·e^{−κE} − ½βx²)         (sharpening that decays in ηt, self-stabilisation)
+        L_s' = L_s·max(1 − ημ(1 − ½ηρλ), 0)    (a quadratic step on the smooth part)
         E'   = E + η.
 
+    ρ is the curvature along the smooth gradient relative to the sharpness: the smooth part is
+    stable under a step iff ηρλ < 2, and Armijo's condition on it reads ηλ ≤ 2(1 − c)/ρ.
+
     Attributes:
-      alpha, kappa, beta, zeta: α ≥ 0, κ ≥ 0, β ≥ 0, ζ (per unit of ηt for rates).
+      alpha, kappa, beta, zeta, rho: α ≥ 0, κ ≥ 0, β ≥ 0, ζ ≥ 0, ρ ≥ 0 (rates per unit of ηt).
       smooth: the :class:`SmoothPart`.
 
     Reference: Damian, Nichani, Lee, arXiv 2209.15594 (the λ, x map); Roulet, Agarwala,
@@ -93,6 +103,7 @@ class JointModel(NamedTuple):
     kappa: Any
     beta: Any
     zeta: Any
+    rho: Any
     smooth: SmoothPart
 
     def _gx(self, s: JointState) -> Array:
@@ -102,21 +113,19 @@ class JointModel(NamedTuple):
         return s.ls + 0.5 * s.lam * s.x * s.x + (self.zeta / 12.0) * s.x ** 4
 
     def grad_norm_sq(self, s: JointState) -> Array:
-        mu, _ = self.smooth.at(s.clock)
-        return 2.0 * mu * s.ls + self._gx(s) ** 2
+        return self.smooth.at(s.clock) * s.ls + self._gx(s) ** 2
 
     def curvature(self, s: JointState) -> Array:
-        mu, r = self.smooth.at(s.clock)
-        return r * 2.0 * mu * s.ls + (s.lam + self.zeta * s.x * s.x) * self._gx(s) ** 2
+        g_s = self.smooth.at(s.clock) * s.ls
+        return self.rho * s.lam * g_s + (s.lam + self.zeta * s.x * s.x) * self._gx(s) ** 2
 
     def step(self, s: JointState, eta: Any) -> JointState:
         eta = jnp.asarray(eta, jnp.result_type(s.lam))
-        mu, r = self.smooth.at(s.clock)
         drive = self.alpha * jnp.exp(-self.kappa * s.clock) - 0.5 * self.beta * s.x * s.x
         return JointState(
             lam=s.lam + eta * drive,
             x=s.x - eta * self._gx(s),
-            ls=_smooth_step(s.ls, eta, mu, r),
+            ls=_smooth_step(s.ls, eta, self.smooth.at(s.clock), self.rho * s.lam),
             clock=s.clock + eta,
         )
 
@@ -141,33 +150,31 @@ class EOSAloneState(NamedTuple):
 class EOSAloneModel(NamedTuple):
     """"EOS alone" in closed loop: no oscillation, the ceiling enforced by decree.
 
-    Math: f = L_s, ‖g‖² = 2μL_s, gᵀHg = R_s·2μL_s (the tuner sees only the smooth part: there is
-    no oscillation to see), and a step of size η: λ' = min(λ + η·a, 2/η), L_s' as in
-    :class:`JointModel`, E' = E + η. The stepsize is then set by the smooth part alone and the
+    Math: f = L_s, ‖g‖² = μL_s, gᵀHg = ρλ·μL_s (the tuner sees only the smooth part: there is no
+    oscillation to see), and a step of size η: λ' = min(λ + η·a, 2/η), L_s' as in
+    :class:`JointModel`, E' = E + η. The stepsize is set by the smooth part alone and the
     sharpness is clipped to whatever ceiling that stepsize implies.
     """
 
     a: Any
+    rho: Any
     smooth: SmoothPart
 
     def loss(self, s: EOSAloneState) -> Array:
         return s.ls
 
     def grad_norm_sq(self, s: EOSAloneState) -> Array:
-        mu, _ = self.smooth.at(s.clock)
-        return 2.0 * mu * s.ls
+        return self.smooth.at(s.clock) * s.ls
 
     def curvature(self, s: EOSAloneState) -> Array:
-        mu, r = self.smooth.at(s.clock)
-        return r * 2.0 * mu * s.ls
+        return self.rho * s.lam * self.smooth.at(s.clock) * s.ls
 
     def step(self, s: EOSAloneState, eta: Any) -> EOSAloneState:
         eta = jnp.asarray(eta, jnp.result_type(s.lam))
-        mu, r = self.smooth.at(s.clock)
         ceiling = jnp.where(eta > 0, 2.0 / jnp.where(eta > 0, eta, 1.0), jnp.inf)
         return EOSAloneState(
             lam=jnp.minimum(s.lam + eta * self.a, ceiling),
-            ls=_smooth_step(s.ls, eta, mu, r),
+            ls=_smooth_step(s.ls, eta, self.smooth.at(s.clock), self.rho * s.lam),
             clock=s.clock + eta,
         )
 
@@ -185,64 +192,64 @@ class EOSAloneModel(NamedTuple):
 # The smooth part measured on a run.
 # ------------------------------------------------------------------------------------------------
 
-_GRID = 400
-
 
 def zero_smooth_part() -> SmoothPart:
-    """No smooth part: the tuner sees the oscillation only (traces without loss/gradient norm)."""
-    return SmoothPart(clock=np.array([0.0, 1.0]), mu=np.zeros(2), curvature=np.zeros(2), loss0=0.0)
+    """No smooth part: the tuner sees the oscillation only (traces without a loss column)."""
+    return SmoothPart(clock=np.array([0.0, 1.0]), mu=np.zeros(2), tail=0.0, loss0=0.0)
 
 
 def smooth_part(data: FitData, *, window: int = 101) -> SmoothPart:
-    """Tabulate the smooth part of a run's loss on its clock E_t = Σ_{s<t} η_s.
+    """The smooth part of a run's loss on its clock E_t = Σ_{s<t} η_s (docs/theory.md §5.5).
 
-    Math (docs/theory.md §5.5): L_s = the loss trend (lower envelope, :func:`loss_energy`);
-    ‖g_s‖² = the lower envelope of the recorded ‖g‖² (running minimum over ``window`` steps: the
-    orbit's phases where the oscillation's gradient is smallest); μ = ‖g_s‖²/(2L_s); R_s = the
-    lower envelope of the recorded curvature along the gradient gᵀHg/‖g‖² (``grad_curvature``),
-    interpolated between its measurements, or 0 when not recorded (a first-order smooth step).
+    Math: L_s = the loss trend (lower envelope, :func:`loss_energy`), smoothed again over the same
+    window in ln L_s; μ(E) = −d ln L_s/dE by central differences (clipped at 0), on at most 400
+    grid points; the tail exponent p of L_s ∝ E^{−p} by least squares of ln L_s on ln E over the
+    second half of the clock.
 
     Raises:
-      FitInputError: the trace has no ``loss`` or no ``grad_norm_sq`` column (the closed loop
-        needs both to know what the tuner sees).
+      FitInputError: the trace has no finite ``loss`` at every step.
     """
-    if data.loss is None or data.grad_norm_sq is None:
+    if data.loss is None:
         raise FitInputError(
-            "the closed loop needs the loss and grad_norm_sq columns at every step (what the tuner "
-            "sees); record them (eosmodel's trainer does) or fit in open loop only."
+            "the closed loop needs the loss at every step (what the tuner sees); record it "
+            "(eosmodel's trainer does) or fit in open loop only."
         )
     _, trend = loss_energy(data.loss, window)
-    trend = np.maximum(trend, 1e-300)
     win = max(3, int(window)) | 1
-    g_s = ndimage.minimum_filter1d(data.grad_norm_sq, win, mode="nearest")
-    mu = g_s / (2.0 * trend)
-    if data.grad_curvature is not None and np.isfinite(data.grad_curvature).sum() >= 2:
-        ok = np.flatnonzero(np.isfinite(data.grad_curvature))
-        r = np.interp(np.arange(len(data)), ok, data.grad_curvature[ok])
-        r = ndimage.minimum_filter1d(r, win, mode="nearest")
-    else:
-        r = np.zeros(len(data))
+    log_l = ndimage.uniform_filter1d(np.log(np.maximum(trend, 1e-300)), win, mode="nearest")
     e = clock(data.stepsize)[:-1]
     pick = np.unique(np.linspace(0, len(data) - 1, min(_GRID, len(data))).astype(int))
-    keep = np.concatenate(([True], np.diff(e[pick]) > 0))
-    pick = pick[keep]
-    return SmoothPart(clock=e[pick], mu=mu[pick], curvature=r[pick], loss0=float(trend[0]))
+    pick = pick[np.concatenate(([True], np.diff(e[pick]) > 0))]
+    ee, ll = e[pick], log_l[pick]
+    if ee.size < 2:
+        return SmoothPart(clock=np.array([0.0, 1.0]), mu=np.zeros(2), tail=0.0, loss0=float(trend[0]))
+    mu = np.maximum(-np.gradient(ll, ee), 0.0)
+    half = (ee > ee[-1] / 2) & (ee > 0)
+    tail = max(-float(np.polyfit(np.log(ee[half]), ll[half], 1)[0]), 0.0) if half.sum() >= 3 else 0.0
+    return SmoothPart(clock=ee, mu=mu, tail=tail, loss0=float(np.exp(log_l[0])))
+
+
+def curvature_ratio(data: FitData, default: float = 1.0) -> float:
+    """ρ̂ = median of the recorded gᵀHg/‖g‖² over λ̂ at the measured steps (``default`` when the
+    trace has no ``grad_curvature``): how much of the sharpness the gradient direction sees."""
+    if data.grad_curvature is None:
+        return default
+    idx = data.measured
+    r = data.grad_curvature[idx] / data.sharpness[idx]
+    r = r[np.isfinite(r)]
+    return float(np.clip(np.median(r), 0.0, 10.0)) if r.size else default
 
 
 def pool_smooth_parts(parts: list[SmoothPart]) -> SmoothPart:
-    """Several runs' smooth parts on one clock grid: the geometric mean of μ and the mean of R_s
-    where a run covers the clock (the runs of one network and data set follow one path in ηt-time
-    up to their different stepsizes: docs/theory.md §5.6)."""
+    """Several runs' smooth parts on one clock grid: the mean of μ where a run covers the clock,
+    the mean tail exponent and initial loss (the runs of one network and data set follow one path
+    in ηt-time up to their different stepsizes: docs/theory.md §5.6)."""
     if len(parts) == 1:
         return parts[0]
     hi = max(float(p.clock[-1]) for p in parts)
     grid = np.linspace(0.0, hi, _GRID)
-    log_mu, curv = [], []
-    for p in parts:
-        inside = grid <= float(p.clock[-1])
-        log_mu.append(np.where(inside, np.log(np.maximum(np.interp(grid, p.clock, p.mu), 1e-300)), np.nan))
-        curv.append(np.where(inside, np.interp(grid, p.clock, p.curvature), np.nan))
-    return SmoothPart(clock=grid, mu=np.exp(np.nanmean(log_mu, axis=0)), curvature=np.nanmean(curv, axis=0),
+    mus = [np.where(grid <= float(p.clock[-1]), np.interp(grid, p.clock, p.mu), np.nan) for p in parts]
+    return SmoothPart(clock=grid, mu=np.nanmean(mus, axis=0), tail=float(np.mean([p.tail for p in parts])),
                       loss0=float(np.mean([p.loss0 for p in parts])))
 
 
@@ -341,6 +348,10 @@ def closed_errors(data: FitData, run: ClosedRun) -> dict[str, float]:
 
     * ``median_eta_lambda``: median of η_tλ̂_t over the measured steps, predicted and measured,
       and their difference (the first target of the closed loop);
+    * ``centre_eta_lambda``: 2 + the median of pair means of η_tλ̂_t − 2 over consecutive
+      measurements (the verdicts' centre, :func:`eosmodel.fit.edge_centre`), predicted and
+      measured: on a period-2 orbit sampled at alternate phases the plain median falls anywhere
+      between the two phases' values, the pair means do not;
     * ``final_sharpness``: median λ̂ over the last 10% of the measurements, predicted and
       measured, and the relative error;
     * ``rms_log_sharpness``, ``rms_log_stepsize``: RMS over blocks of measurements of the log
@@ -360,6 +371,8 @@ def closed_errors(data: FitData, run: ClosedRun) -> dict[str, float]:
         "final_sharpness_predicted": float(np.nanmedian(run.sharpness[tail])) if np.isfinite(run.sharpness[tail]).any() else float("nan"),
     }
     out["median_eta_lambda_error"] = out["median_eta_lambda_predicted"] - out["median_eta_lambda_measured"]
+    out["centre_eta_lambda_measured"] = _centre(eta_m * lam_m)
+    out["centre_eta_lambda_predicted"] = _centre(nl_p)
     out["final_sharpness_rel_error"] = out["final_sharpness_predicted"] / out["final_sharpness_measured"] - 1.0
     bl = blocks(idx)
     for key, pred, meas in (("sharpness", run.sharpness, data.sharpness),
@@ -369,9 +382,18 @@ def closed_errors(data: FitData, run: ClosedRun) -> dict[str, float]:
         out[f"rms_log_{key}"] = float(np.sqrt(np.mean(d * d))) if np.all(np.isfinite(d)) else float("inf")
     if run.diverged_at is not None:  # medians over a broken-down run would be made-up numbers
         out["median_eta_lambda_predicted"] = out["final_sharpness_predicted"] = float("nan")
+        out["centre_eta_lambda_predicted"] = float("nan")
         out["median_eta_lambda_error"] = out["final_sharpness_rel_error"] = float("nan")
     out["diverged_at"] = run.diverged_at
     return out
+
+
+def _centre(nl: np.ndarray) -> float:
+    """2 + median of the pair means ½(y_{2k} + y_{2k+1}) of y = ηλ − 2 (NaN-free pairs only)."""
+    k = nl.size // 2
+    m = 0.5 * (nl[0:2 * k:2] + nl[1:2 * k:2])
+    m = m[np.isfinite(m)]
+    return float(np.median(m)) if m.size else float("nan")
 
 
 def _clip_blocks(d: np.ndarray) -> np.ndarray:
@@ -391,7 +413,7 @@ class ClosedFit:
     nfev: int
 
 
-CLOSED_PARAMS = ("alpha", "kappa", "beta", "zeta", "lambda0", "log_x0")
+CLOSED_PARAMS = ("alpha", "kappa", "beta", "zeta", "rho", "lambda0", "log_x0")
 
 
 def joint_state(lambda0: float, x0: float, smooth: SmoothPart) -> JointState:
@@ -404,11 +426,12 @@ def fit_closed(data: FitData, rule_config: Mapping[str, Any], start: Mapping[str
     """Fit the joint model in closed loop: η_t from the tuner's rule, nothing measured fed in
     but the run's smooth part (docs/theory.md §5.5).
 
-    Math: θ = (α, κ, β, ζ, λ₀, ln x₀); the model of :class:`JointModel` run from (λ₀, x₀, L_s(0))
+    Math: θ = (α, κ, β, ζ, ρ, λ₀, ln x₀); the model of :class:`JointModel` run from (λ₀, x₀, L_s(0))
     with the rule. The orbit's phase is chaotic, so the residuals compare block medians over
     consecutive measured steps (:func:`blocks`): ln median λ̂ and ln median η, predicted minus
     measured; ``scipy.optimize.least_squares`` (trust region, finite differences with a 5% step,
-    which averages over the phase) from ``start`` and two variants (β ×10, ζ = 0).
+    which averages over the phase) from ``start`` and two variants (β ×10, ζ = 0). ρ starts from
+    the median recorded gᵀHg/‖g‖² over λ̂ (``start["rho"]``).
     Standard errors: s²(JᵀJ)⁻¹ on the block residuals (blocks of ≥ 4 measurements are close to
     independent); ``inf`` where the finite-difference Jacobian does not see a parameter (noted).
 
@@ -423,9 +446,9 @@ def fit_closed(data: FitData, rule_config: Mapping[str, Any], start: Mapping[str
     n = len(data)
 
     def run_of(th):
-        a, k, b, z, l0, lx = th
-        return simulate_closed(JointModel(a, k, b, z, smooth), joint_state(l0, math.exp(lx), smooth),
-                               rule_config, n)
+        a, k, b, z, rho, l0, lx = th
+        return simulate_closed(JointModel(a, k, b, z, rho, smooth),
+                               joint_state(l0, math.exp(lx), smooth), rule_config, n)
 
     def resid(th):
         run = run_of(th)
@@ -435,11 +458,11 @@ def fit_closed(data: FitData, rule_config: Mapping[str, Any], start: Mapping[str
         return _clip_blocks(np.concatenate([d1, d2]))
 
     th0 = np.array([start["alpha"], start.get("kappa", 0.0), start["beta"], start.get("zeta", 0.0),
-                    start["lambda0"], math.log(max(start["x0"], 1e-12))])
-    lb = np.array([0.0, 0.0, 0.0, 0.0, 1e-12, -40.0])
-    ub = np.array([np.inf, np.inf, np.inf, np.inf, np.inf, 5.0])
+                    start.get("rho", 1.0), start["lambda0"], math.log(max(start["x0"], 1e-12))])
+    lb = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1e-12, -40.0])
+    ub = np.array([np.inf, np.inf, np.inf, np.inf, 10.0, np.inf, 5.0])
     best = None
-    for variant in (th0, th0 * np.array([1, 1, 10, 1, 1, 1]), th0 * np.array([1, 1, 1, 0, 1, 1])):
+    for variant in (th0, th0 * np.array([1, 1, 10, 1, 1, 1, 1]), th0 * np.array([1, 1, 1, 0, 1, 1, 1])):
         x0 = np.clip(variant, lb, ub)
         sol = optimize.least_squares(resid, x0, bounds=(lb, ub), method="trf", diff_step=0.05,
                                      x_scale=np.maximum(np.abs(x0), 1e-3), max_nfev=max_nfev)

@@ -23,6 +23,7 @@ from eosmodel.fit._closed import (
     EOSAloneState,
     JointModel,
     closed_errors,
+    curvature_ratio,
     joint_state,
     pool_smooth_parts,
     rule_config,
@@ -73,7 +74,7 @@ def _source_fit(data: FitData, window: int) -> dict:
         )
     joint = fit_joint_open(data, q, eos=eos)
     return {"eos": eos, "joint": joint, "smooth": smooth_part(data, window=window),
-            "x0": math.sqrt(max(float(q[0]), 1e-24))}
+            "x0": math.sqrt(max(float(q[0]), 1e-24)), "rho": curvature_ratio(data)}
 
 
 def predict_runs(targets: Sequence[Any], sources: Sequence[Any], *, window: int = 101) -> list[Prediction]:
@@ -81,16 +82,17 @@ def predict_runs(targets: Sequence[Any], sources: Sequence[Any], *, window: int 
 
     Math (docs/theory.md §5.6). On each source: the open-loop joint fit (α, κ, β, ζ, λ₀) and
     EOS alone (a, λ₀) (:func:`fit_joint_open`, :func:`fit_eos_alone`), and the smooth part of its
-    loss on its clock E = Σ η (:func:`smooth_part`). Pooled over the sources: the median of each
-    parameter and the smooth parts on one clock (:func:`pool_smooth_parts`: runs of one network
-    follow one path in ηt-time). Each target is then simulated with its own tuner's rule
+    loss on its clock E = Σ η (:func:`smooth_part`), and ρ = the median recorded gᵀHg/‖g‖² over λ̂
+    (:func:`curvature_ratio`). Pooled over the sources: the median of each parameter and the
+    smooth parts on one clock (:func:`pool_smooth_parts`: runs of one network follow one path in
+    ηt-time). Each target is then simulated with its own tuner's rule
     (its ``config["tuner"]``) from the pooled initial state: the joint model
     (:class:`JointModel`) and EOS alone (:class:`EOSAloneModel`), and compared with what was
     measured (:func:`closed_errors`). Nothing is fitted on the targets.
 
     Args:
       targets: tuner runs (run directories, traces, paths), each with its ``config["tuner"]``.
-      sources: fixed-stepsize runs with ``loss`` and ``grad_norm_sq`` recorded.
+      sources: fixed-stepsize runs with ``loss`` recorded (and ``grad_curvature`` for ρ).
       window: steps of the loss trend (default 101).
 
     Returns:
@@ -107,6 +109,7 @@ def predict_runs(targets: Sequence[Any], sources: Sequence[Any], *, window: int 
     med = lambda key, model="joint": float(np.median([f[model].physical.get(key, 0.0) for f in fits]))  # noqa: E731
     params = {"alpha": med("alpha"), "kappa": med("kappa"), "beta": med("beta"), "zeta": med("zeta"),
               "lambda0": med("lambda0"), "x0": float(np.median([f["x0"] for f in fits])),
+              "rho": float(np.median([f["rho"] for f in fits])),
               "eos_a": med("a", "eos"), "eos_lambda0": med("lambda0", "eos")}
     smooth = pool_smooth_parts([f["smooth"] for f in fits])
     out = []
@@ -116,10 +119,11 @@ def predict_runs(targets: Sequence[Any], sources: Sequence[Any], *, window: int 
             raise FitInputError(f"target {data.source} has no config['tuner']; predict runs written "
                                 "by eosmodel (or fit them with --tuner).")
         rule = rule_config("auto", data)
-        model = JointModel(params["alpha"], params["kappa"], params["beta"], params["zeta"], smooth)
+        model = JointModel(params["alpha"], params["kappa"], params["beta"], params["zeta"],
+                           params["rho"], smooth)
         joint_run = simulate_closed(model, joint_state(params["lambda0"], params["x0"], smooth),
                                     rule, len(data))
-        eos_run = simulate_closed(EOSAloneModel(params["eos_a"], smooth),
+        eos_run = simulate_closed(EOSAloneModel(params["eos_a"], params["rho"], smooth),
                                   EOSAloneState(params["eos_lambda0"], smooth.loss0, 0.0), rule, len(data))
         out.append(Prediction(target=data.source, tuner=rule, joint=closed_errors(data, joint_run),
                               eos_alone=closed_errors(data, eos_run), params=params,
@@ -128,18 +132,21 @@ def predict_runs(targets: Sequence[Any], sources: Sequence[Any], *, window: int 
 
 
 def prediction_table(predictions: Sequence[Prediction]) -> str:
-    """A plain-text table: per target, measured vs predicted median ηλ and final sharpness, for
-    the joint model and EOS alone, and the RMS log errors of sharpness and stepsize."""
-    head = ("target", "model", "med_eta_lam", "(measured)", "final_lam", "(measured)", "rel_err",
-            "rms_log_lam", "rms_log_eta")
+    """A plain-text table: per target, predicted vs measured median ηλ, its pair-mean centre and
+    the final sharpness, for the joint model and EOS alone, the RMS log errors of sharpness and
+    stepsize, and where a prediction broke down."""
+    head = ("target", "model", "med_eta_lam", "(measured)", "centre", "(measured)", "final_lam",
+            "(measured)", "rel_err", "rms_log_lam", "rms_log_eta", "note")
     rows = []
     for p in predictions:
         for name, e in (("joint", p.joint), ("eos_alone", p.eos_alone)):
             rows.append((Path(str(p.target)).parent.name or str(p.target), name,
                          f"{e['median_eta_lambda_predicted']:.3f}", f"{e['median_eta_lambda_measured']:.3f}",
+                         f"{e['centre_eta_lambda_predicted']:.3f}", f"{e['centre_eta_lambda_measured']:.3f}",
                          f"{e['final_sharpness_predicted']:.3g}", f"{e['final_sharpness_measured']:.3g}",
                          f"{e['final_sharpness_rel_error']:+.2f}", f"{e['rms_log_sharpness']:.3f}",
-                         f"{e['rms_log_stepsize']:.3f}"))
+                         f"{e['rms_log_stepsize']:.3f}",
+                         "" if e["diverged_at"] is None else f"model broke down at step {e['diverged_at']}"))
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))]

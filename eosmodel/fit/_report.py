@@ -16,6 +16,7 @@ from eosmodel.fit._closed import (
     EOSAloneModel,
     EOSAloneState,
     closed_errors,
+    curvature_ratio,
     fit_closed,
     rule_config,
     simulate_closed,
@@ -297,9 +298,9 @@ def _closed_model(data: FitData, rule: dict, joint: ModelFit, eos: ModelFit, q, 
     beta = jp.get("beta", 0.0) or 1.0
     x0 = math.sqrt(q[0]) if q is not None and q[0] > 0 else 1e-3 * math.sqrt(2 * alpha / beta)
     start = {"alpha": alpha, "kappa": jp.get("kappa", 0.0), "beta": beta, "zeta": jp.get("zeta", 0.0),
-             "lambda0": lam0, "x0": x0}
+             "rho": curvature_ratio(data), "lambda0": lam0, "x0": x0}
     fit = fit_closed(data, rule, start, smooth=smooth)
-    eos_run = simulate_closed(EOSAloneModel(eos.physical["a"], smooth),
+    eos_run = simulate_closed(EOSAloneModel(eos.physical["a"], fit.params["rho"], smooth),
                               EOSAloneState(eos.physical["lambda0"], smooth.loss0, 0.0), rule, len(data))
     idx = data.measured
     y = data.sharpness[idx]
