@@ -31,11 +31,11 @@ def describe_cause(err: BaseException) -> str:
 def file_error(path: str | os.PathLike, what: str, err: BaseException, fix: str) -> InputError:
     """An :class:`InputError` for a file that does not parse: names the file, the kind and the cause.
 
-    ``file_error(p, "a JSON file", err, "fix its syntax")`` reads "<p> is not a valid JSON file
+    ``file_error(p, "a JSON file", err, "fix its syntax")`` reads "<p> is not a JSON file
     (<cause>); fix its syntax." The cause is the first line of ``str(err)`` (or the exception's
-    type when that is empty), so library messages never stand alone as the user's mistake.
+    type when that is empty), so library messages never stand alone as the user's mistake. A
+    ``UnicodeDecodeError`` gives "<p> is not UTF-8 text (byte N is not); save it as UTF-8 text."
     """
-    cause = describe_cause(err)
     if isinstance(err, UnicodeDecodeError):
-        fix = f"save it as UTF-8 text, or {fix}"
-    return InputError(f"{os.fspath(path)} is not {what} ({cause}); {fix}.")
+        return InputError(f"{os.fspath(path)} is not UTF-8 text (byte {err.start} is not); save it as UTF-8 text.")
+    return InputError(f"{os.fspath(path)} is not {what} ({describe_cause(err)}); {fix}.")

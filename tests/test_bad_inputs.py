@@ -106,7 +106,7 @@ def test_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, command
 
 def test_out_below_a_file_is_refused(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
-    _refused(_train(capsys, tmp_path, tmp_path / "f" / "run"), "--out", "cannot be written", "choose")
+    _refused(_train(capsys, tmp_path, tmp_path / "f" / "run"), "--out", "is a file", "choose a directory")
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes read-only dirs")
@@ -251,6 +251,27 @@ def test_ctrl_c_exits_130_with_one_line_and_the_run_resumes(tmp_path, capsys, mo
     assert not (run / "run.lock").exists()
     monkeypatch.setattr(_trace.TraceWriter, "append_columns", original)
     rc, out, err = _train(capsys, tmp_path, run, "--resume")
+    assert rc == 0, err
+    assert load_trace(run)["step"].tolist() == list(range(20))
+
+
+def test_disk_full_is_one_line_naming_the_file_and_the_run_resumes(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from eosmodel.train import _run
+
+    original = _run.save_checkpoint
+
+    def full(run_dir, state, meta):
+        path = Path(run_dir) / "checkpoint.npz"
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    run = tmp_path / "r"
+    monkeypatch.setattr(_run, "save_checkpoint", full)
+    _refused(_train(capsys, tmp_path, run), "checkpoint.npz", "no space left", "free some disk space")
+    assert not (run / "run.lock").exists()
+    monkeypatch.setattr(_run, "save_checkpoint", original)
+    rc, _, err = _train(capsys, tmp_path, run, "--resume")
     assert rc == 0, err
     assert load_trace(run)["step"].tolist() == list(range(20))
 

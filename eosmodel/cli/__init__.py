@@ -72,16 +72,16 @@ def check_writable_dir(path: str | os.PathLike, option: str = "--out") -> Path:
     base = path
     while not base.exists() and base != base.parent:
         base = base.parent
+    if not base.is_dir():
+        raise InputError(f"{option} {path} cannot be created: {base} is a file; choose a directory path.")
     try:
-        if not base.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, f"{base} is a file")
         fd, probe = tempfile.mkstemp(prefix=".eosmodel-write-test-", dir=base)
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
         reason = err.strerror or type(err).__name__
         raise InputError(
-            f"{option} {path} cannot be written ({reason.lower()} at {base}); choose a directory you may write to."
+            f"{option} {path} cannot be written ({reason.lower()}: {base}); choose a directory you may write to."
         ) from None
     return path
 

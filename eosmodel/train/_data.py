@@ -402,7 +402,7 @@ def _decode_batch(blob: IO[bytes], where: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         d = pickle.load(blob, encoding="bytes")
     except Exception as err:  # noqa: BLE001 - a corrupt pickle raises almost anything
-        raise file_error(where, "a readable CIFAR-10 batch (a python pickle)", err, _CIFAR_FIX) from None
+        raise file_error(where, "a readable CIFAR-10 batch, a python pickle,", err, _CIFAR_FIX) from None
     try:
         data = np.asarray(d[b"data"], dtype=np.uint8)
         labels = np.asarray(d[b"labels"], dtype=np.int64)

@@ -131,7 +131,7 @@ def load_checkpoint(run_dir: str | os.PathLike, template: Any) -> tuple[Any, dic
             leaves = [data[f"leaf_{i:05d}"] for i in range(int(meta["num_leaves"]))]
         int(meta["step"]), float(meta["wall_time"])
     except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
-        raise file_error(path, "a readable eosmodel checkpoint (truncated or corrupt?)", err, fix) from None
+        raise file_error(path, "a readable eosmodel checkpoint: it is truncated or corrupt", err, fix) from None
     tmpl_leaves, treedef = jax.tree.flatten(template)
     mismatch = len(leaves) != len(tmpl_leaves) or any(
         a.shape != np.shape(b) or a.dtype != np.asarray(b).dtype for a, b in zip(leaves, tmpl_leaves)
