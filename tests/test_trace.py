@@ -154,7 +154,7 @@ def test_hand_written_csv_from_another_framework(tmp_path):
         "10,0.1,,1.5,\n"
         "20,0.1,19.5,1.2,3\n"
     )
-    tr = read_csv(path, config={"tuner": {"name": "constant", "stepsize": 0.1}})
+    tr = read_csv(path, config={"tuner": {"name": "constant", "stepsize": 0.1}}, expand=False)
     np.testing.assert_array_equal(tr["step"], [0, 10, 20])
     np.testing.assert_allclose(tr["normalized_sharpness"], [0.5, math.nan, 1.95])
     np.testing.assert_array_equal(tr["loss"], [2.0, 1.5, 1.2])
@@ -162,6 +162,12 @@ def test_hand_written_csv_from_another_framework(tmp_path):
     assert tr.config["tuner"]["stepsize"] == 0.1
     steps, values = tr.measured("sharpness")
     np.testing.assert_array_equal(steps, [0, 20])
+    # By default, one row per step: stepsize carried, the rest NaN between the logged rows.
+    full = read_csv(path)
+    np.testing.assert_array_equal(full["step"], np.arange(21))
+    np.testing.assert_array_equal(full["stepsize"], np.full(21, 0.1))
+    np.testing.assert_array_equal(full.measured("loss")[0], [0, 10, 20])
+    assert full.meta["logged_rows"] == 3
 
 
 def test_csv_column_map_and_errors(tmp_path):

@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from eosmodel.cli import UsageError
+
 #: The shared part of the four runs (see ``eosmodel.train.normalize_config`` for every key).
 BASE_CONFIG: dict = {
     "data": {"name": "mnist1d", "n_train": 200, "n_test": 1000},
@@ -101,22 +103,30 @@ def _reuse_or_run(name: str, config: dict, run_dir: Path, progress: bool) -> str
     if not (run_dir / "config.json").exists():
         print(f"[demo] {name}: training -> {run_dir}", file=sys.stderr)
         return run_training(config, run_dir, progress=progress).status
-    stored = json.loads((run_dir / "config.json").read_text())
+    from eosmodel.errors import file_error
+
+    try:
+        stored = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise file_error(run_dir / "config.json", "valid JSON", err, "delete the run directory or pass --out DIR") from None
     mismatch = config_mismatch(stored, config)
     if mismatch is not None:
-        raise ValueError(
+        raise UsageError(
             f"{run_dir} holds a run of another config than the demo's (an older demo?), differing at "
             f"{mismatch}; delete it or pass --out DIR."
         )
     summary_path = run_dir / "summary.json"
     if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
+        try:
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise file_error(summary_path, "valid JSON", err, "delete it to let the demo resume the run") from None
         done = int(summary.get("steps", stored["train"]["steps"]))
         if summary.get("status") == "diverged" or done == steps:
             print(f"[demo] {name}: reusing the finished run in {run_dir}", file=sys.stderr)
             return summary.get("status", "completed")
         if done > steps:
-            raise ValueError(
+            raise UsageError(
                 f"{run_dir} holds a longer run ({done} steps) than asked ({steps}); pass --steps {done} or --out DIR."
             )
     print(f"[demo] {name}: resuming -> {run_dir}", file=sys.stderr)
@@ -130,9 +140,12 @@ def run(args: argparse.Namespace) -> int:
     from eosmodel.train import EXIT_DIVERGED
 
     if args.steps is not None and args.steps < 50:
-        raise ValueError(f"--steps must be at least 50 to show any dynamics, got {args.steps}.")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+        raise UsageError(f"--steps must be at least 50 to show any dynamics, got {args.steps}.")
+    from eosmodel.cli import check_writable_dir
+
+    out = check_writable_dir(args.out)
+    args.interrupt_hint = (f"every run in {out} keeps its steps up to the last checkpoint; run the same "
+                           "command again to resume them")
     started = time.perf_counter()
     traces, labels, diverged = [], [], []
     for name, config in demo_configs(args.steps).items():

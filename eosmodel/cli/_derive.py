@@ -51,6 +51,9 @@ def _import_render():
 
 def run(args: argparse.Namespace) -> int:
     """Writes the page to ``args.out`` and prints its path; returns the exit code (0)."""
+    from eosmodel.cli import check_writable_file
+
+    check_writable_file(args.out)
     render = _import_render()
     path = render.render_page(args.out)
     print(f"wrote {path}")

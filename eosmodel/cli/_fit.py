@@ -53,7 +53,28 @@ def register(subparsers) -> None:
                    help=f"effect size on eta*lambda around 2, relative to the ceiling 2/eta (default "
                         f"{DEFAULT_EDGE_TOL}: GD sits up to ~6%% above 2/eta); the band on a window's "
                         "centre adds two standard errors")
+    p.add_argument("--columns", default=None, metavar="THEIRS=OURS,...",
+                   help="rename CSV columns, e.g. --columns iteration=step,lr=stepsize,top_eig=sharpness,"
+                        "train_loss=loss (names of the standard columns: step, stepsize, sharpness, loss)")
     p.set_defaults(func=run)
+
+
+def parse_columns(text: str | None) -> dict[str, str] | None:
+    """``"a=step,b=stepsize"`` to ``{"a": "step", "b": "stepsize"}`` (the ``--columns`` option)."""
+    if text is None:
+        return None
+    from eosmodel.cli import UsageError
+
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        theirs, sep, ours = (part.strip() for part in item.partition("="))
+        if not sep or not theirs or not ours:
+            raise UsageError(
+                f"--columns expects THEIRS=OURS pairs separated by commas, got {item.strip()!r} in {text!r}; "
+                "write e.g. --columns iteration=step,lr=stepsize,top_eig=sharpness."
+            )
+        out[theirs] = ours
+    return out
 
 
 def _closed_loop(args) -> None | str | dict:
@@ -110,18 +131,28 @@ def _predict(args: argparse.Namespace, out: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+    from eosmodel.cli import check_writable_dir
+    from eosmodel.trace import read_csv
+
+    out = check_writable_dir(args.out)
     if args.predict is not None or args.sources is not None:
         if args.predict is None:
             raise UsageError("--from needs --predict RUN... (the tuner runs to predict).")
         return _predict(args, out)
     if not args.paths:
         raise UsageError("give at least one PATH to fit, or --predict RUN... --from RUN....")
+    column_map = parse_columns(args.columns)
+    if column_map is not None:
+        not_csv = [p for p in args.paths if Path(p).suffix.lower() != ".csv"]
+        if not_csv:
+            raise UsageError(f"--columns renames the columns of CSV files, but {not_csv} are not .csv files; "
+                             "drop --columns or fit the CSV files in a separate call.")
     closed = _closed_loop(args)
     reports, used = [], set()
     for raw in args.paths:
         path = Path(raw)
-        report = fit_trace(path, closed_loop=closed, windows=args.windows, time=args.time,
+        source = read_csv(path, column_map=column_map) if column_map is not None else path
+        report = fit_trace(source, closed_loop=closed, windows=args.windows, time=args.time,
                            edge_tol=args.edge_tol)
         sub = out / _name(path, used)
         report.to_json(sub / "fit_report.json")

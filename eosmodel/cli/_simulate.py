@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from eosmodel.cli import UsageError
+
 #: CLI defaults for the toy factories' required arguments (override with --toy-set).
 TOY_DEFAULTS: dict[str, dict[str, Any]] = {
     "quadratic": {"eigenvalues": [1.0, 10.0]},
@@ -44,7 +46,7 @@ def parse_assignments(items: list[str] | None, option: str) -> dict[str, Any]:
     for item in items or []:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise ValueError(f"{option} expects NAME=VALUE, got {item!r}; write e.g. {option} c=0.5.")
+            raise UsageError(f"{option} expects NAME=VALUE, got {item!r}; write e.g. {option} c=0.5.")
         out[name.strip().replace("-", "_")] = parse_value(value.strip())
     return out
 
@@ -57,7 +59,7 @@ def build_toy(name: str, overrides: dict[str, Any], seed: int):
 
     key_name = name.replace("-", "_")
     if key_name not in TOY_DEFAULTS:
-        raise ValueError(
+        raise UsageError(
             f"--toy must be one of {sorted(n.replace('_', '-') for n in TOY_DEFAULTS)}, got "
             f"{name!r}; pick one of them."
         )
@@ -66,7 +68,7 @@ def build_toy(name: str, overrides: dict[str, Any], seed: int):
     kwargs = {**TOY_DEFAULTS[key_name], **overrides}
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"--toy-set names {unknown} are not parameters of toy {name!r}; valid ones are "
             f"{sorted(p for p in params if p != 'key')}."
         )
@@ -75,7 +77,7 @@ def build_toy(name: str, overrides: dict[str, Any], seed: int):
     try:
         return factory(**kwargs)
     except TypeError as err:
-        raise ValueError(f"cannot build toy {name!r} from {sorted(kwargs)}: {err}.") from None
+        raise UsageError(f"cannot build toy {name!r} from {sorted(kwargs)}: {err}.") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -111,8 +113,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import jax
 
+    from eosmodel.cli import check_writable_dir
+
+    check_writable_dir(args.out)
     if args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}; pass e.g. --steps 1000.")
+        raise UsageError(f"--steps must be >= 1, got {args.steps}; pass e.g. --steps 1000.")
     toy_set = parse_assignments(args.toy_set, "--toy-set")
     tuner_set = parse_assignments(args.tuner_set, "--set")
     with jax.enable_x64(bool(args.float64)):
@@ -123,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             config = tuner_config(args.tuner, **tuner_set)
         except TypeError as err:
-            raise ValueError(str(err)) from None
+            raise UsageError(str(err)) from None
         trace = simulate(
             toy, config, args.steps, key=jax.random.key(args.seed),
             sharpness=None if args.sharpness == "none" else args.sharpness,
@@ -142,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
         plt.close(fig)
     cfg = trace.config
     status = f"diverged at step {cfg['diverged_at']}" if cfg["diverged"] else "finished"
+    if cfg.get("divergence_reason") == "underflow":
+        status = f"stopped at step {cfg['diverged_at']} (x underflowed to 0)"
+        print(f"eosmodel simulate: at step {cfg['diverged_at']}, {cfg['divergence_detail']}.", file=sys.stderr)
     ns = trace["normalized_sharpness"]
     tail = ns[len(ns) // 2:]
     tail = tail[tail == tail]

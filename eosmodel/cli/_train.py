@@ -41,10 +41,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``eosmodel train``; returns the exit code (0, or 3 when the run diverged)."""
+    from eosmodel.cli import check_writable_dir
     from eosmodel.train import EXIT_DIVERGED, load_config, run_training
 
-    config = load_config(args.config, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    check_writable_dir(out)
+    config = load_config(args.config, args.overrides)
+    args.interrupt_hint = (
+        f"the run directory {out} keeps every step up to the last flush and the last checkpoint; "
+        f"continue with: eosmodel train {args.config} --out {out} --resume"
+    )
     result = run_training(config, out, resume=args.resume, progress=args.progress)
     if result.status == "diverged":
         print(
@@ -55,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_DIVERGED
     s = result.summary
     print(
-        f"eosmodel train: done, {s['steps']} steps, final train loss {s['final_train_loss']:.4g}, "
+        f"eosmodel train: done, {s['steps']} steps; after the last step: train loss {s['final_train_loss']:.4g}, "
         f"test accuracy {s['final_test_accuracy']:.3f}; run directory {out}"
     )
     return 0

@@ -16,6 +16,7 @@ from eosmodel.dynamics._simulate import (
     simulate,
     simulate_map,
     toy_coordinates,
+    underflow_step,
 )
 from eosmodel.dynamics._sweep import (
     MODELS,
@@ -39,4 +40,5 @@ __all__ = [
     "simulate",
     "simulate_map",
     "toy_coordinates",
+    "underflow_step",
 ]

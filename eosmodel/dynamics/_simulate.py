@@ -272,7 +272,11 @@ def simulate(
     Divergence: at the first step where f(w_t) or ‖g_t‖² is non-finite, w_{t+1} is non-finite, or
     |f(w_t)| > ``divergence_threshold``, the run is marked diverged: the parameters freeze (the
     scan finishes harmlessly), the trace ends at that step (its record is kept), and the config
-    says ``"diverged": true, "diverged_at": t``. No exception is raised.
+    says ``"diverged": true, "diverged_at": t, "divergence_reason": "diverged"``. On the
+    self-stabilisation toy, η_tλ_t > 2 after x underflowed to exactly 0 (:func:`underflow_step`)
+    ends the run the same way with ``"divergence_reason": "underflow"``: what follows (λ growing
+    without bound) is an artefact of the arithmetic. ``divergence_detail`` says it in words. No
+    exception is raised.
 
     Args:
       toy: a :class:`eosmodel.toys.Toy`.
@@ -295,7 +299,8 @@ def simulate(
       A :class:`eosmodel.trace.Trace`; its config holds ``kind="simulate"``, ``toy`` (name and
       hyper), ``tuner`` (complete config), ``steps``, ``seed`` (the key's data), ``dtype``,
       ``sharpness`` (the method used: ``toy``, ``dense``, ``lanczos`` or ``None``),
-      ``sharpness_every``, ``divergence_threshold``, ``diverged`` and ``diverged_at``; the last
+      ``sharpness_every``, ``divergence_threshold``, ``diverged``, ``diverged_at``,
+      ``divergence_reason`` (None, "diverged" or "underflow") and ``divergence_detail``; the last
       parameters are in ``trace.meta["final_params"]`` (not saved). ``wall_time`` is the run's
       total time (compilation included) spread evenly over its steps: the scan is one call.
 
@@ -345,7 +350,8 @@ def simulate(
     )
     rec = jax.device_get(rec)
     elapsed = time.perf_counter() - t0
-    columns, diverged_at = _records_to_columns(rec, steps, elapsed)
+    columns, diverged_at, reason = _records_to_columns(
+        rec, steps, elapsed, underflow=("x", "lam") if toy.name == "self_stabilization" else None)
     method = {"closed": "toy", "dense": "dense", "lanczos": "lanczos", None: None}[mode]
     cfg = {
         "kind": "simulate",
@@ -357,25 +363,80 @@ def simulate(
         "sharpness": method,
         "sharpness_every": every,
         "divergence_threshold": threshold,
-        "diverged": diverged_at is not None,
-        "diverged_at": diverged_at,
+        **_divergence_record(diverged_at, reason),
     }
     return Trace.from_columns(columns, cfg, meta={"final_params": jax.device_get(p_final)})
 
 
-def _records_to_columns(rec: dict, steps: int, elapsed: float) -> tuple[dict, int | None]:
-    """Host side: numpy columns, truncated after the first diverged step."""
+UNDERFLOW_DETAIL = (
+    "x underflowed to exactly 0 during a long decay and eta*lambda now exceeds 2, where any nonzero x "
+    "would grow back, so the oscillation cannot return and lambda would sharpen without bound (an "
+    "artefact of the arithmetic); start nearer the edge (init_x of order sqrt(2 alpha / beta), lambda0 "
+    "near 2/eta)"
+)
+
+
+def underflow_step(x: np.ndarray, normalized_sharpness: np.ndarray) -> int | None:
+    """The first step t with η_tλ_t > 2 after x underflowed to exactly 0, or None.
+
+    On the self-stabilisation map x_{t+1} = (1 − η_tλ_t)x_t: x decays while η_tλ_t < 2 and grows
+    once η_tλ_t > 2. In floating point a long decay can underflow x to exactly 0 (a nonzero
+    x_{t−1} below √tiny of its dtype, followed by x_t = 0); x then stays 0 for ever, and
+    λ_{t+1} = λ_t + η_tα grows without bound instead of being pulled back by the oscillation,
+    which in exact arithmetic would grow again beyond the edge. An underflow that stays below
+    the edge (a converging run, e.g. a tuner held below 2) is harmless and is not flagged.
+
+    Args:
+      x: the oscillating coordinate per step, in the run's dtype.
+      normalized_sharpness: η_tλ_t per step (NaN where unknown: not flagged).
+    """
+    x = np.asarray(x)
+    floor = np.sqrt(np.finfo(x.dtype if x.dtype.kind == "f" else np.float64).tiny)
+    sunk = np.flatnonzero((x[1:] == 0) & (x[:-1] != 0) & (np.abs(x[:-1]) < floor))
+    if not sunk.size:
+        return None
+    start = int(sunk[0]) + 1
+    above = np.flatnonzero((x[start:] == 0) & (np.asarray(normalized_sharpness)[start:] > 2))
+    return start + int(above[0]) if above.size else None
+
+
+def _records_to_columns(rec: dict, steps: int, elapsed: float,
+                        underflow: tuple[str, str] | None = None) -> tuple[dict, int | None, str | None]:
+    """Host side: numpy columns, truncated after the first diverged step, and why it diverged.
+
+    ``underflow``: ``(x, lam)`` names of the oscillating coordinate and of λ, whose underflow
+    (:func:`underflow_step`) also stops the run (reason ``"underflow"``); other failures have
+    reason ``"diverged"``.
+    """
     alive = np.asarray(rec.pop("alive"), bool)
     bad = np.asarray(rec.pop("bad"), bool)
     hits = np.flatnonzero(alive & bad)
     diverged_at = int(hits[0]) if hits.size else None
+    reason = None if diverged_at is None else "diverged"
+    if underflow is not None and set(underflow) <= set(rec):
+        x_name, lam_name = underflow
+        at = underflow_step(np.asarray(rec[x_name]),
+                            np.asarray(rec["stepsize"], np.float64) * np.asarray(rec[lam_name], np.float64))
+        if at is not None and (diverged_at is None or at < diverged_at):
+            diverged_at, reason = at, "underflow"
     n = steps if diverged_at is None else diverged_at + 1
     columns = {"step": np.arange(n)}
     for name, values in rec.items():
         columns[name] = np.asarray(values)[:n].astype(np.float64)
     columns["normalized_sharpness"] = columns["stepsize"] * columns["sharpness"]
     columns["wall_time"] = elapsed * (np.arange(n) + 1) / steps
-    return columns, diverged_at
+    return columns, diverged_at, reason
+
+
+def _divergence_record(diverged_at: int | None, reason: str | None) -> dict:
+    """The config keys that say whether, where and why a run stopped early."""
+    detail = None
+    if reason == "underflow":
+        detail = UNDERFLOW_DETAIL
+    elif reason == "diverged":
+        detail = "the loss, gradient or parameters became non-finite (or |loss| exceeded the threshold)"
+    return {"diverged": diverged_at is not None, "diverged_at": diverged_at,
+            "divergence_reason": reason, "divergence_detail": detail}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -445,7 +506,8 @@ def simulate_map(
     Recorded per step: ``step``, ``loss``, ``grad_norm_sq``, ``stepsize`` η_t, ``sharpness``
     (``model.top_eigenvalue``), ``normalized_sharpness``, ``tuner_<diagnostic>``, the model's
     coordinates (e.g. ``x``, ``lam``), ``hvps`` (0) and ``wall_time``. Divergence is handled as in
-    :func:`simulate` (non-finite loss/gradient/state, or |f| > ``divergence_threshold``).
+    :func:`simulate` (non-finite loss/gradient/state, or |f| > ``divergence_threshold``; on the
+    self-stabilisation map also x underflowed to exactly 0, :func:`underflow_step`).
 
     Args:
       model: a reduced model (``SelfStabilizationModel``, ``SecondOrderModel``, ``UVModel``).
@@ -457,7 +519,7 @@ def simulate_map(
     Returns:
       A :class:`eosmodel.trace.Trace` with config ``kind="simulate_map"``, ``model`` (name and
       constants), ``tuner`` (rule name and hyperparameters), ``initial_state``, ``steps``,
-      ``diverged``, ``diverged_at``.
+      ``diverged``, ``diverged_at``, ``divergence_reason``, ``divergence_detail``.
 
     Raises:
       ValueError: bad ``steps`` or rule.
@@ -481,7 +543,8 @@ def simulate_map(
     s_final, rec = _map_scan(model, state, rule=rule, steps=steps, threshold=threshold)
     rec = jax.device_get(rec)
     elapsed = time.perf_counter() - t0
-    columns, diverged_at = _records_to_columns(rec, steps, elapsed)
+    columns, diverged_at, reason = _records_to_columns(
+        rec, steps, elapsed, underflow=("x", "lam") if isinstance(model, SelfStabilizationModel) else None)
     columns["hvps"] = np.zeros(len(columns["step"]))
     cfg = {
         "kind": "simulate_map",
@@ -490,8 +553,7 @@ def simulate_map(
         "initial_state": {k: _jsonable(v) for k, v in state._asdict().items()},
         "steps": steps,
         "divergence_threshold": threshold,
-        "diverged": diverged_at is not None,
-        "diverged_at": diverged_at,
+        **_divergence_record(diverged_at, reason),
     }
     return Trace.from_columns(columns, cfg, meta={"final_state": jax.device_get(s_final)})
 

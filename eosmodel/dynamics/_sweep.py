@@ -64,7 +64,8 @@ class SweepResult:
       state's first coordinate (x, z or f), ``final_sharpness`` λ_T and ``final_stepsize`` η_{T−1};
       NaN for diverged runs;
     * ``diverged`` (bool) and ``diverged_at`` (the first step whose update was non-finite or
-      exceeded the threshold; −1 if none);
+      exceeded the threshold, or, on the self-stabilisation map, had η_tλ_t > 2 after x
+      underflowed to exactly 0; −1 if none); ``underflowed`` (bool): the run failed so;
     * ``late_normalized_sharpness``: shape ``shape + (record_last,)``, the last η_tλ_t values of
       each run (the bifurcation diagram's points; NaN for diverged runs).
 
@@ -304,7 +305,12 @@ def _sweep_jit(flat_params, fixed_params, key, *, model_name, rule_name, roles, 
         # A diverged run is not frozen (no per-step select): its state may turn NaN, which
         # is harmless as its summaries are reported as NaN.
         ok = _state_finite(s_new, threshold) & (diag["status"] != 1)
-        return s_new, rs_new, ok, eta.astype(dtype), lam.astype(dtype)
+        # x underflowed to exactly 0 from the bottom of the float range (see
+        # eosmodel.dynamics.underflow_step): it can never grow back, λ sharpens without bound.
+        x, x_new = _first_field(s), _first_field(s_new)
+        sunk = (x != 0) & (jnp.abs(x) < jnp.sqrt(jnp.finfo(dtype).tiny)) & (x_new == 0)
+        sunk = sunk & (model_name == "self_stabilization")
+        return s_new, rs_new, ok, eta.astype(dtype), lam.astype(dtype), sunk
 
     def run_chunk(points: dict) -> dict:
         n = jax.tree.leaves(points)[0].shape[0]
@@ -312,11 +318,14 @@ def _sweep_jit(flat_params, fixed_params, key, *, model_name, rule_name, roles, 
         advance = jax.vmap(advance_one)
 
         def live(carry, t):
-            s, rs, failed_at = carry
-            s, rs, ok, eta, lam = advance(points, s, rs)
+            s, rs, failed_at, under = carry
+            s, rs, ok, eta, lam, sunk = advance(points, s, rs)
+            # An underflowed x fails the run once ηλ > 2, where the exact x would grow again.
+            under = under | sunk
+            ok = ok & ~(under & (eta * lam > 2))
             # failed_at: the first step t whose update failed, −1 while none did.
             failed_at = jnp.where((failed_at < 0) & ~ok, t, failed_at)
-            return (s, rs, failed_at), eta, lam
+            return (s, rs, failed_at, under), eta, lam
 
         def burn(carry, t):
             new, _, _ = live(carry, t)
@@ -332,7 +341,7 @@ def _sweep_jit(flat_params, fixed_params, key, *, model_name, rule_name, roles, 
             return (core, acc), (ns if output else None)
 
         ones = jnp.ones((n,), dtype)
-        carry = (s, rs, -jnp.ones((n,), count_dtype))
+        carry = (s, rs, -jnp.ones((n,), count_dtype), jnp.zeros((n,), bool))
         scan = functools.partial(_packed_scan, dtype=dtype, n=n, unroll=unroll,
                                  count_dtype=count_dtype)
         n_burn = steps - window
@@ -350,7 +359,7 @@ def _sweep_jit(flat_params, fixed_params, key, *, model_name, rule_name, roles, 
             late = late.T
         else:
             late = jnp.zeros((n, 0), dtype)
-        s, _, failed_at = carry
+        s, _, failed_at, under = carry
         alive = failed_at < 0
         w = jnp.asarray(window, dtype)
         nan = jnp.asarray(jnp.nan, dtype)
@@ -366,6 +375,7 @@ def _sweep_jit(flat_params, fixed_params, key, *, model_name, rule_name, roles, 
             "final_stepsize": keep(acc[6]),
             "diverged": ~alive,
             "diverged_at": failed_at.astype(jnp.int32),
+            "underflowed": ~alive & under,
             "late_normalized_sharpness": jnp.where(alive[:, None], late, nan),
         }
 
@@ -411,7 +421,9 @@ def sweep(
 
     Numerics: in float32 a coordinate that decays for long (x while ηλ < 2 on the
     self-stabilisation map) can underflow to exactly 0, after which no oscillation can grow
-    back (λ then sharpens forever): start near the edge (``init_x`` of order δ = √(2α/β),
+    back (λ then sharpens forever, even once ηλ > 2, where x would grow again; float64 only
+    postpones it): a run whose x underflowed and whose ηλ then exceeds 2 is recorded as
+    diverged with ``underflowed`` true. Start near the edge (``init_x`` of order δ = √(2α/β),
     ``lambda0`` near 2/η), add ``init_noise``, or sweep in float64.
 
     Divergence: a run whose state becomes non-finite or exceeds ``divergence_threshold`` in

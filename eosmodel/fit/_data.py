@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from eosmodel.errors import InputError
 from eosmodel.trace import Trace, load_trace, read_csv
 
 #: The fewest finite sharpness measurements a fit accepts: the joint model has 3 linear
@@ -32,8 +33,8 @@ MIN_MEASUREMENTS = 8
 REQUIRED_COLUMNS = ("step", "stepsize", "sharpness")
 
 
-class FitInputError(ValueError):
-    """A trace that the fitters cannot use; the message says what is needed."""
+class FitInputError(InputError):
+    """A trace or a fit argument that the fitters cannot use; the message says what is needed."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def prepare(trace: Any, *, min_measurements: int = MIN_MEASUREMENTS) -> FitData:
         raise FitInputError(
             f"the trace lacks the column(s) {missing} (it has {sorted(tr.columns)}); a fit needs "
             "step, stepsize and sharpness (NaN where not measured), loss optional; rename yours "
-            "with eosmodel.trace.read_csv(path, column_map={'your_name': 'sharpness'})."
+            "with eosmodel fit --columns your_name=sharpness,... (or read_csv(path, column_map=...))."
         )
     step = np.asarray(tr["step"], dtype=np.int64)
     stepsize = np.asarray(tr["stepsize"], dtype=np.float64)

@@ -23,14 +23,33 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from eosmodel.errors import InputError, file_error
 from eosmodel.trace._schema import SCHEMA_NAME, SCHEMA_VERSION
 
 CONFIG_FILE = "config.json"
 TRACE_FILE = "trace.jsonl"
 
 
-class TraceError(ValueError):
+class TraceError(InputError):
     """A trace that cannot be read or written as asked (the message says how to fix it)."""
+
+
+def _as_steps(values: Any, where: str) -> np.ndarray:
+    """``values`` as int64 steps; a non-integer step (1.7, NaN, True) is refused, never floored."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "b":
+        raise TraceError(f"{where}: 'step' holds booleans; steps are integers (0, 1, 2, ...).")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            i = int(np.flatnonzero(bad.reshape(-1))[0])
+            raise TraceError(
+                f"{where}: step {arr.reshape(-1)[i].item()!r} is not an integer; steps count optimisation steps "
+                "(0, 1, 2, ...), so record the step index, not a fraction."
+            )
+    elif arr.dtype.kind not in "iu":
+        raise TraceError(f"{where}: 'step' has dtype {arr.dtype}; steps are integers (0, 1, 2, ...).")
+    return arr.astype(np.int64)
 
 
 def _to_float(name: str, value: Any, where: str) -> float:
@@ -107,7 +126,7 @@ class Trace:
                 raise TraceError(
                     f"column {name!r} has dtype {arr.dtype}; trace columns must be numeric."
                 )
-            cols[name] = arr.astype(np.int64 if name == "step" else np.float64)
+            cols[name] = _as_steps(arr, "trace") if name == "step" else arr.astype(np.float64)
         if "step" not in cols:
             raise TraceError(
                 "a trace needs a 'step' column (the step index of each record); add it."
@@ -269,10 +288,7 @@ def _records_to_columns(records: list[dict], where: str) -> dict[str, np.ndarray
         vals = [_to_float(name, rec.get(name), where) for rec in records]
         cols[name] = np.asarray(vals, dtype=np.float64)
     if "step" in cols:
-        steps = cols["step"]
-        if not np.all(np.isfinite(steps)) or np.any(steps != np.round(steps)):
-            raise TraceError(f"{where}: 'step' must hold integers.")
-        cols["step"] = steps.astype(np.int64)
+        cols["step"] = _as_steps(cols["step"], where)
     else:
         cols["step"] = np.zeros(0, dtype=np.int64)
     return cols
@@ -312,9 +328,11 @@ def load_trace(path: str | os.PathLike, **csv_kwargs: Any) -> Trace:
     cfg_path = jsonl.parent / CONFIG_FILE
     if cfg_path.exists():
         try:
-            config = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as err:
-            raise TraceError(f"{cfg_path} is not valid JSON ({err}); restore or remove it.") from None
+            config = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise file_error(cfg_path, "valid JSON", err, "restore or remove it") from None
+        if not isinstance(config, dict):
+            raise TraceError(f"{cfg_path} holds a JSON {type(config).__name__}, not an object; restore or remove it.")
     cols = _records_to_columns(records, str(jsonl))
     return Trace.from_columns(cols, config=config, meta=meta)
 
@@ -402,9 +420,10 @@ class TraceWriter:
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Append one record (a mapping of column name to number) and flush."""
-        rec = {k: _to_float(k, v, "record") for k, v in record.items()}
-        if "step" in rec:
-            rec["step"] = int(rec["step"])
+        rec = {
+            k: int(_as_steps(v, "record").reshape(())) if k == "step" else _to_float(k, v, "record")
+            for k, v in record.items()
+        }
         self._write([rec])
 
     def append_columns(self, columns: Mapping[str, Iterable]) -> None:
@@ -419,7 +438,7 @@ class TraceWriter:
             a = arrays[n].reshape(-1)
             if a.dtype.kind not in "biuf":
                 raise TraceError(f"column {n!r} has dtype {a.dtype}; trace columns must be numeric.")
-            lists.append(a.astype(np.int64 if n == "step" else np.float64).tolist())
+            lists.append((_as_steps(a, "append_columns") if n == "step" else a.astype(np.float64)).tolist())
         self._write([dict(zip(names, row)) for row in zip(*lists)])
 
     def sync(self) -> None:

@@ -34,7 +34,7 @@ from eosmodel.train._data import DATA_DEFAULTS, DATASETS, Dataset, load_dataset,
 from eosmodel.train._losses import LOSSES, LossFns, accuracy, cross_entropy, make_loss_fn, mse
 from eosmodel.train._models import MODEL_DEFAULTS, MODELS, count_params, has_batch_norm, init_model, make_model
 from eosmodel.train._parallel import DataParallel, make_data_parallel
-from eosmodel.train._run import EXIT_DIVERGED, RunResult, load_checkpoint, run_training, save_checkpoint
+from eosmodel.train._run import EXIT_DIVERGED, RunResult, load_checkpoint, run_lock, run_training, save_checkpoint
 
 __all__ = [
     "DATASETS",
@@ -64,6 +64,7 @@ __all__ = [
     "mse",
     "normalize_config",
     "parse_override",
+    "run_lock",
     "run_training",
     "save_checkpoint",
     "standardize",

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from eosmodel.errors import InputError, describe_cause
 from eosmodel.train._data import DATA_DEFAULTS, DATASETS
 from eosmodel.train._losses import LOSSES
 from eosmodel.train._models import MODEL_DEFAULTS, MODELS
@@ -299,9 +300,16 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist; pass the path of a .toml or .json file.")
-        text = path.read_text()
+        kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
         try:
-            raw = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-            raise ValueError(f"config file {path} does not parse ({err}); fix its syntax.") from None
+            text = path.read_bytes().decode("utf-8-sig")
+            raw = json.loads(text) if kind == "JSON" else tomllib.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            fix = "save it as UTF-8 text" if isinstance(err, UnicodeDecodeError) else "fix its syntax"
+            raise InputError(f"config file {path} does not parse as {kind} ({describe_cause(err)}); {fix}.") from None
+        if not isinstance(raw, dict):
+            raise InputError(
+                f"config file {path} holds a JSON {type(raw).__name__} at its top level, not a table of "
+                "[data] [model] [loss] [tuner] [train] [sharpness]; write an object of tables."
+            )
     return normalize_config(apply_overrides(raw, overrides))

@@ -23,10 +23,13 @@ import os
 import pickle
 import random
 import tarfile
+import zlib
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import numpy as np
+
+from eosmodel.errors import InputError, file_error
 
 __all__ = [
     "CIFAR10_ENV_VAR",
@@ -160,7 +163,7 @@ def balanced_indices(labels: np.ndarray, n: int, num_classes: int) -> np.ndarray
         want = base + (1 if c < extra else 0)
         idx = np.flatnonzero(labels == c)
         if idx.size < want:
-            raise ValueError(
+            raise InputError(
                 f"class {c} has only {idx.size} examples but a balanced subset of n={n} needs "
                 f"{want}; lower n or set balanced = false."
             )
@@ -174,7 +177,7 @@ def _select(labels: np.ndarray, n: int, balanced: bool, num_classes: int, what: 
     if n == 0:
         return np.arange(available)
     if n > available:
-        raise ValueError(
+        raise InputError(
             f"data.{what} = {n} exceeds the {available} available examples; use 0 < {what} ≤ "
             f"{available} (or 0 for all)."
         )
@@ -186,7 +189,7 @@ def _select(labels: np.ndarray, n: int, balanced: bool, num_classes: int, what: 
 def _check_int(cfg: dict, key: str) -> int:
     value = cfg.get(key, DATA_DEFAULTS[key])
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(
+        raise InputError(
             f"data.{key} must be an integer ≥ 0 (0 = all examples), got {value!r}; fix the "
             "[data] table."
         )
@@ -230,8 +233,10 @@ def load_dataset(cfg: dict) -> Dataset:
       A :class:`Dataset` (float32 inputs, int32 labels).
 
     Raises:
-      ValueError: unknown name, negative or too large sizes, or a class too small for a balanced
-        subset.
+      InputError (a ``ValueError``): unknown name, negative or too large sizes, a class too small
+        for a balanced subset, or CIFAR-10 files that are not what they should be (an unreadable
+        archive or pickle, a batch of the wrong shape, labels outside 0..9; the message names the
+        file).
       FileNotFoundError: CIFAR-10 requested but not found at ``path`` / ``$EOSMODEL_CIFAR10``; the
         message names the expected layout.
 
@@ -247,7 +252,7 @@ def load_dataset(cfg: dict) -> Dataset:
         raise TypeError(f"cfg must be the [data] table as a dict, got {type(cfg).__name__}.")
     name = cfg.get("name", DATA_DEFAULTS["name"])
     if name not in DATASETS:
-        raise ValueError(f"data.name = {name!r} is unknown; use one of {', '.join(DATASETS)}.")
+        raise InputError(f"data.name = {name!r} is unknown; use one of {', '.join(DATASETS)}.")
     n_train = _check_int(cfg, "n_train")
     n_test = _check_int(cfg, "n_test")
     balanced = bool(cfg.get("balanced", DATA_DEFAULTS["balanced"]))
@@ -341,13 +346,13 @@ def _raw_synthetic(cfg: dict, n_train: int, n_test: int):
     num_classes = cfg.get("num_classes", DATA_DEFAULTS["num_classes"])
     shape = cfg.get("input_shape", DATA_DEFAULTS["input_shape"])
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(
+        raise InputError(
             f"data.num_classes must be an integer ≥ 2 for synthetic data, got {num_classes!r}."
         )
     if isinstance(shape, int):
         shape = [shape]
     if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise ValueError(
+        raise InputError(
             f"data.input_shape must be a non-empty list of positive integers, got {shape!r}; "
             "e.g. [16] or [8, 8, 3]."
         )
@@ -385,18 +390,39 @@ def _resolve_cifar_path(path: str) -> Path:
     )
 
 
+_CIFAR_FIX = "replace it with the file from a fresh copy of cifar-10-python.tar.gz"
+
+
 def _decode_batch(blob: IO[bytes], where: str) -> tuple[np.ndarray, np.ndarray]:
-    d = pickle.load(blob, encoding="bytes")
+    """Pixels (NHWC float in [0, 1]) and labels of one CIFAR-10 python batch (a pickled dict).
+
+    Raises:
+      InputError: not a pickle, not a CIFAR-10 batch, or labels outside 0..9 (names ``where``).
+    """
+    try:
+        d = pickle.load(blob, encoding="bytes")
+    except Exception as err:  # noqa: BLE001 - a corrupt pickle raises almost anything
+        raise file_error(where, "a readable CIFAR-10 batch, a python pickle,", err, _CIFAR_FIX) from None
     try:
         data = np.asarray(d[b"data"], dtype=np.uint8)
-        labels = np.asarray(d[b"labels"], dtype=np.int32)
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{where} is not a CIFAR-10 batch (needs b'data' and b'labels').") from err
-    if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != labels.shape[0]:
-        raise ValueError(
-            f"{where} has data of shape {data.shape} and {labels.shape[0]} labels; a CIFAR-10 batch "
-            "has N x 3072 uint8 rows and N labels."
+        labels = np.asarray(d[b"labels"], dtype=np.int64)
+    except (KeyError, TypeError, ValueError, OverflowError, IndexError):
+        raise InputError(
+            f"{where} is not a CIFAR-10 batch (it needs b'data', N x 3072 uint8 pixels, and b'labels', N "
+            f"integers); {_CIFAR_FIX}."
+        ) from None
+    if data.ndim != 2 or data.shape[1] != 3072 or labels.ndim != 1 or data.shape[0] != labels.shape[0]:
+        raise InputError(
+            f"{where} has data of shape {data.shape} and labels of shape {labels.shape}; a CIFAR-10 batch "
+            f"has N x 3072 uint8 rows and N labels, so {_CIFAR_FIX}."
         )
+    bad = np.flatnonzero((labels < 0) | (labels > 9))
+    if bad.size:
+        raise InputError(
+            f"{where} has {bad.size} label(s) outside 0..9 (e.g. {int(labels[bad[0]])} at row {int(bad[0])}); "
+            f"CIFAR-10 has 10 classes, so {_CIFAR_FIX}."
+        )
+    labels = labels.astype(np.int32)
     # Rows are channel-major (1024 R, 1024 G, 1024 B, each row-major 32x32): to NHWC.
     x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32) / 255.0
     return x, labels
@@ -410,7 +436,10 @@ def _raw_cifar10(root: Path, n_needed: int):
                 return _decode_batch(fh, str(root / name))
         tar = None
     else:
-        tar = tarfile.open(root, "r:*")
+        try:
+            tar = tarfile.open(root, "r:*")
+        except (tarfile.TarError, OSError, EOFError) as err:
+            raise file_error(root, "a readable tar archive", err, f"replace it; expected {_CIFAR_LAYOUT}") from None
 
         def read(name):
             member = f"{_CIFAR_DIR}/{name}"
@@ -418,11 +447,18 @@ def _raw_cifar10(root: Path, n_needed: int):
                 fh = tar.extractfile(member)
             except KeyError:
                 fh = None
+            except (tarfile.TarError, OSError, EOFError) as err:
+                raise file_error(root, "a readable tar archive", err, f"replace it; expected {_CIFAR_LAYOUT}") from None
             if fh is None:
                 raise FileNotFoundError(
                     f"archive {str(root)!r} lacks {member!r}; expected {_CIFAR_LAYOUT}."
                 )
-            return _decode_batch(io.BytesIO(fh.read()), f"{root}:{member}")
+            try:
+                blob = fh.read()
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+                raise file_error(f"{root}:{member}", "readable (truncated archive?)", err,
+                                 f"replace {root}") from None
+            return _decode_batch(io.BytesIO(blob), f"{root}:{member}")
 
     try:
         xs, ys, total = [], [], 0

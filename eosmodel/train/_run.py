@@ -6,12 +6,17 @@ Run directory layout::
     trace.jsonl       one record per step (eosmodel.trace.TraceWriter), flushed every log_every steps
     checkpoint.npz    the latest checkpoint (every checkpoint_every steps and at the end), atomic
     summary.json      written when the run ends: status, steps, final losses, divergence info
+    run.lock          while a process writes the directory: its pid and host (see run_lock)
 
 A checkpoint at step s holds the state before step s: parameters, model state, optimizer state,
 tracker eigenvectors, the epoch permutation, the step (the epoch and position in it follow from
 s), the base PRNG key and the wall time. Resuming truncates the trace to steps < s and replays
 from s; every random draw is ``fold_in(key, t)``, so a resumed run writes the same trace as an
 uninterrupted one (wall_time aside).
+
+The summary's ``final_train_loss``, ``final_test_loss`` and ``final_test_accuracy`` are measured
+at w_T, the parameters after the last step, i.e. at step ``final_step`` = T, one step after the
+trace's last row (step T − 1, whose ``loss`` is f(w_{T−1})).
 
 Exit statuses (``RunResult.status``): "completed", or "diverged" when the training loss or the
 squared gradient norm became non-finite (detected at the next logging check; recorded in the
@@ -21,14 +26,17 @@ trace as column ``diverged`` = 1 on that step and in summary.json); the CLI exit
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import math
 import os
+import socket
 import sys
 import time
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from eosmodel._memory import format_bytes, memory_available
+from eosmodel.errors import InputError, file_error
 from eosmodel.trace import Trace, TraceWriter, load_trace
 from eosmodel.train._config import _comparable, config_mismatch, normalize_config, resolve_tuner
 from eosmodel.train._data import load_dataset
@@ -45,13 +55,14 @@ from eosmodel.train._models import count_params, init_model, make_model
 from eosmodel.train._parallel import make_data_parallel
 from eosmodel.tuners import make_tuner
 
-__all__ = ["EXIT_DIVERGED", "RunResult", "load_checkpoint", "run_training", "save_checkpoint"]
+__all__ = ["EXIT_DIVERGED", "RunResult", "load_checkpoint", "run_lock", "run_training", "save_checkpoint"]
 
 #: Exit code of ``eosmodel train`` when the run diverged (non-finite loss).
 EXIT_DIVERGED = 3
 
 CHECKPOINT_FILE = "checkpoint.npz"
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = "run.lock"
 _CHECKPOINT_VERSION = 1
 
 
@@ -106,20 +117,27 @@ def load_checkpoint(run_dir: str | os.PathLike, template: Any) -> tuple[Any, dic
     """Read ``run_dir/checkpoint.npz`` into the structure of ``template``; None if there is none.
 
     Raises:
-      ValueError: the checkpoint does not match the template (another model or config).
+      InputError: the checkpoint is unreadable (truncated, corrupt) or does not match the template
+        (another model or config); the message names the file.
     """
     path = Path(run_dir) / CHECKPOINT_FILE
     if not path.exists():
         return None
-    with np.load(path) as data:
-        meta = json.loads(str(data["meta"]))
-        leaves = [data[f"leaf_{i:05d}"] for i in range(meta["num_leaves"])]
+    fix = ("delete it to restart the run from step 0 with --resume (the run is deterministic and rewrites the "
+           "same trace), or restore it")
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            leaves = [data[f"leaf_{i:05d}"] for i in range(int(meta["num_leaves"]))]
+        int(meta["step"]), float(meta["wall_time"])
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
+        raise file_error(path, "a readable eosmodel checkpoint: it is truncated or corrupt", err, fix) from None
     tmpl_leaves, treedef = jax.tree.flatten(template)
     mismatch = len(leaves) != len(tmpl_leaves) or any(
         a.shape != np.shape(b) or a.dtype != np.asarray(b).dtype for a, b in zip(leaves, tmpl_leaves)
     )
     if mismatch:
-        raise ValueError(
+        raise InputError(
             f"{path} does not match this config's model and tuner (different arrays); resume with the "
             "config the run was started with, or start a new run directory."
         )
@@ -169,6 +187,98 @@ def _next_stop(t: int, steps: int, periods: list[int]) -> int:
     """The next step > t at which the host must act (logging, evaluation, checkpoint, end)."""
     stops = [steps] + [(t // p + 1) * p for p in periods if p > 0]
     return min(stops)
+
+
+# ----------------------------------------------------------------------------------- lock, memory
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``run_dir/run.lock`` (the owner's pid and host) while a run writes the directory.
+
+    The lock file is created exclusively (``O_CREAT | O_EXCL``). A lock whose owner is a live
+    process (or one on another host, which cannot be checked) refuses the second run; a lock left
+    by a dead process (a killed run) is stale and taken over. The lock is removed on exit, Ctrl-C
+    included.
+
+    Raises:
+      InputError: another process holds the lock (the message names it and the lock file).
+    """
+    path = Path(run_dir) / LOCK_FILE
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for attempt in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = json.loads(path.read_text())
+                pid, host = int(owner["pid"]), str(owner["host"])
+            except (OSError, ValueError, KeyError, TypeError):
+                raise InputError(
+                    f"{path} exists but names no owner (a run being started, or a crash); if no run is "
+                    "writing this directory, delete that file and run again."
+                ) from None
+            stale = host == me["host"] and pid != os.getpid() and not _pid_alive(pid)
+            if not stale or attempt:
+                where = f"process {pid}" + ("" if host == me["host"] else f" on host {host}")
+                raise InputError(
+                    f"the run directory {run_dir} is in use by {where} (lock file {path}); wait for that run "
+                    "to finish or stop it, or choose another --out (delete the lock file only if no run is "
+                    "alive)."
+                ) from None
+            print(f"eosmodel: taking over the stale lock {path} of process {pid}, which is no longer running.",
+                  file=sys.stderr)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            continue
+        with os.fdopen(fd, "w") as fh:
+            json.dump(me, fh)
+        break
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            if json.loads(path.read_text())["pid"] == me["pid"]:
+                path.unlink()
+
+
+def check_model_memory(config: Mapping[str, Any], num_params: int) -> int:
+    """Refuse a model whose parameter-sized arrays cannot fit in memory; returns the bytes needed.
+
+    A lower bound, counted in float32 parameter-sized vectors: parameters, gradient, the update
+    and the tuner's state (4), plus, with sharpness tracking, the Lanczos basis
+    (``sharpness.max_iters``), the tracked eigenvectors (``sharpness.k``) and the HVP's
+    intermediates (2). Activations come on top.
+
+    Raises:
+      InputError: the bound exceeds the device's memory (or the host's available RAM on CPU).
+    """
+    sharp = config["sharpness"]
+    copies = 4 + ((int(sharp["max_iters"]) + int(sharp["k"]) + 2) if int(sharp["every"]) else 0)
+    need = 4 * num_params * copies
+    have, where = memory_available()
+    model = config["model"]
+    if have is not None and need > have:
+        raise InputError(
+            f"model {model['name']} with these settings (model.width = {model.get('width')}) has {num_params:.3g} "
+            f"parameters and needs at least {format_bytes(need)} ({copies} parameter-sized vectors: parameters, gradient, "
+            f"tuner state{', Lanczos basis of sharpness.max_iters' if int(sharp['every']) else ''}) but the "
+            f"{where} is {format_bytes(have)}; lower model.width (or width_multiplier, sharpness.max_iters)."
+        )
+    if need > 2 ** 31:
+        print(f"eosmodel: the model has {num_params:.3g} parameters (at least {format_bytes(need)} of memory); "
+              "initialising and compiling it can take minutes.", file=sys.stderr)
+    return need
 
 
 # ----------------------------------------------------------------------------------- the run
@@ -245,7 +355,10 @@ def run_training(
     Raises:
       ValueError: an invalid config, a config that differs from the resumed run's, a run directory
         that already holds a run (without ``resume``), or a batch/chunk size that does not split
-        over the devices.
+        over the devices (an :class:`~eosmodel.errors.InputError`, a ``ValueError``, for the
+        run-directory cases); a directory locked by a live run (:func:`run_lock`); a model whose
+        parameter-sized arrays exceed the memory (:func:`check_model_memory`); on ``resume``, an
+        unreadable checkpoint or a trace that ends before the checkpoint's step.
       FileNotFoundError: ``resume`` without a run in ``run_dir``, or missing data files.
 
     Reference: Roulet, Agarwala, Pedregosa, arXiv 2312.00209 (tuners and progressive sharpening);
@@ -254,42 +367,74 @@ def run_training(
     started = time.perf_counter()
     config = normalize_config(config)
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"the run directory {run_dir} is a file; give a directory path (it is created if missing).")
+    if resume and not ((run_dir / "config.json").exists() and (run_dir / "trace.jsonl").exists()):
+        raise FileNotFoundError(f"cannot resume: {run_dir} holds no run (config.json and trace.jsonl); start it without resume.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        return _run_locked(config, run_dir, resume=resume, progress=progress, started=started)
+
+
+def _check_resumable(run_dir: Path, start_step: int) -> None:
+    """Refuse to resume when the trace does not hold exactly the steps 0..start_step-1 it should."""
+    steps = load_trace(run_dir)["step"]
+    kept = steps[steps < start_step]
+    if len(kept) == start_step and (start_step == 0 or int(kept[-1]) == start_step - 1):
+        return
+    have = f"steps {int(kept[0])}..{int(kept[-1])} ({len(kept)} records)" if len(kept) else "no records"
+    raise InputError(
+        f"cannot resume {run_dir}: its trace.jsonl holds {have} before the checkpoint's step {start_step}, so "
+        f"steps would be missing; restore trace.jsonl, or delete {run_dir / CHECKPOINT_FILE} and resume to "
+        "rerun from step 0 (the run is deterministic and rewrites the same trace)."
+    )
+
+
+def _run_locked(config: dict, run_dir: Path, *, resume: bool, progress: bool, started: float) -> RunResult:
+    """The body of :func:`run_training`, run while holding the run directory's lock."""
     trace_path = run_dir / "trace.jsonl"
     if resume:
         if not (run_dir / "config.json").exists() or not trace_path.exists():
             raise FileNotFoundError(f"cannot resume: {run_dir} holds no run (config.json and trace.jsonl); start it without resume.")
     elif trace_path.exists():
-        raise ValueError(f"run directory {run_dir} already holds a run; resume it (--resume) or choose another directory.")
+        raise InputError(f"run directory {run_dir} already holds a run; resume it (--resume) or choose another directory.")
 
     data_cfg, train_cfg, sharp_cfg = config["data"], config["train"], config["sharpness"]
     dataset = load_dataset(data_cfg)
     n = int(dataset.x_train.shape[0])
     batch_size = int(train_cfg["batch_size"])
     if batch_size > n:
-        raise ValueError(f"train.batch_size must be <= the training-set size {n}, got {batch_size}; lower it or use 0 (full batch).")
+        raise InputError(f"train.batch_size must be <= the training-set size {n}, got {batch_size}; lower it or use 0 (full batch).")
     subset_n = int(sharp_cfg["subset"])
     if subset_n > n:
-        raise ValueError(f"sharpness.subset must be <= the training-set size {n}, got {subset_n}; lower it or use 0 (all).")
+        raise InputError(f"sharpness.subset must be <= the training-set size {n}, got {subset_n}; lower it or use 0 (all).")
     config["tuner"] = resolve_tuner(config["tuner"], n=n, batch_size=batch_size or n)
 
     if resume:
-        stored = json.loads((run_dir / "config.json").read_text())
+        try:
+            stored = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise file_error(run_dir / "config.json", "valid JSON", err,
+                             "restore it, or start the run anew in another directory") from None
+        if not isinstance(stored, dict):
+            raise InputError(f"{run_dir / 'config.json'} does not hold a JSON object; restore it, or start the "
+                             "run anew in another directory.")
         mismatch = config_mismatch(stored, config)
         if mismatch is not None:
-            raise ValueError(
+            raise InputError(
                 f"the config differs from the resumed run's config.json at {mismatch}; resume with the same config "
                 "(only train.steps may change)."
             )
 
     dp = make_data_parallel(int(train_cfg["devices"]))
     if batch_size and batch_size % dp.num_devices:
-        raise ValueError(
+        raise InputError(
             f"train.batch_size must be a multiple of the number of devices ({dp.num_devices}), got {batch_size}; "
             "change it or set train.devices."
         )
     chunk_size = int(train_cfg["chunk_size"])
     if batch_size and min(chunk_size, batch_size) % dp.num_devices:
-        raise ValueError(
+        raise InputError(
             f"train.chunk_size must be a multiple of the number of devices ({dp.num_devices}), got {chunk_size}; "
             "change it or set train.devices."
         )
@@ -306,7 +451,10 @@ def run_training(
         subset = host_layout((dataset.x_train[:subset_n], dataset.y_train[:subset_n]), chunk_size, dp, "sharpness subset")
     test_chunks = host_layout((dataset.x_test, dataset.y_test), chunk_size, dp, "test set")
 
-    # Initial state (also the template a checkpoint is read into).
+    # Initial state (also the template a checkpoint is read into); its size is checked first, on
+    # shapes only, so an impossible model is refused instead of hanging in the allocator.
+    shapes = jax.eval_shape(functools.partial(init_model, model), keys["init"], dataset.x_train[:1])
+    check_model_memory(config, count_params(shapes["params"]))
     variables = init_model(model, keys["init"], dataset.x_train[:1])
     params = variables["params"]
     model_state = {k: v for k, v in variables.items() if k != "params"}
@@ -325,6 +473,7 @@ def run_training(
         if loaded is not None:
             state, meta = loaded
             start_step, wall_offset = int(meta["step"]), float(meta["wall_time"])
+        _check_resumable(run_dir, start_step)
         writer = TraceWriter(run_dir, config, resume=True, resume_step=start_step - 1)
     else:
         writer = TraceWriter(run_dir, config)
@@ -396,8 +545,11 @@ def run_training(
     else:
         final_train = step_fns.train_loss(state.params, train_chunks)
         test_loss, test_acc = step_fns.evaluate(state.params, state.model_state, test_chunks)
+        # Measured at w_T, the parameters after the last step: one step after the trace's last
+        # row (step T-1, whose loss is f(w_{T-1})); "final_step" = T says so.
         summary.update(
             {
+                "final_step": t,
                 "final_train_loss": float(final_train),
                 "final_test_loss": float(test_loss),
                 "final_test_accuracy": float(test_acc),
