@@ -55,6 +55,18 @@ class SmoothPart(NamedTuple):
                          self.tail / jnp.maximum(e, jnp.maximum(end, 1e-300)))
 
 
+def _sharpness_step(lam: Array, change: Array) -> Array:
+    """λ' = λ + Δ when Δ ≥ 0 (sharpening), λ' = λ·exp(Δ/λ) when Δ < 0 (self-stabilisation).
+
+    The two agree to first order and in their first derivative at Δ = 0; the multiplicative form
+    keeps λ > 0 through a catapult, where a large oscillation would make the additive Euler step
+    of Damian's map overshoot to a negative sharpness (on a network the sharpness falls by a
+    factor, not below zero).
+    """
+    safe = jnp.where(lam > 0, lam, 1.0)
+    return jnp.where(change >= 0, lam + change, jnp.where(lam > 0, lam * jnp.exp(change / safe), lam + change))
+
+
 def _smooth_step(ls: Array, eta: Array, mu: Array, curvature: Array) -> Array:
     """L_s' = L_s·max(1 − ημ(1 − ½ηR_s), 0): a step of size η along the smooth gradient (squared
     norm μL_s) on the quadratic model with curvature R_s along it, floored at 0."""
@@ -84,7 +96,8 @@ class JointModel(NamedTuple):
     and one step of size η (any η: the tuner's trials use it too):
 
         x'   = x − η·g_x                        (= (1 − ηλ)x at ζ = 0: Damian's map)
-        λ'   = λ + η·(α·e^{−κE} − ½βx²)         (sharpening that decays in ηt, self-stabilisation)
+        λ'   = λ + η·(α·e^{−κE} − ½βx²)         (sharpening that decays in ηt, self-stabilisation;
+                                                 multiplicative when negative, :func:`_sharpness_step`)
         L_s' = L_s·max(1 − ημ(1 − ½ηρλ), 0)    (a quadratic step on the smooth part)
         E'   = E + η.
 
@@ -123,7 +136,7 @@ class JointModel(NamedTuple):
         eta = jnp.asarray(eta, jnp.result_type(s.lam))
         drive = self.alpha * jnp.exp(-self.kappa * s.clock) - 0.5 * self.beta * s.x * s.x
         return JointState(
-            lam=s.lam + eta * drive,
+            lam=_sharpness_step(s.lam, eta * drive),
             x=s.x - eta * self._gx(s),
             ls=_smooth_step(s.ls, eta, self.smooth.at(s.clock), self.rho * s.lam),
             clock=s.clock + eta,
@@ -313,7 +326,7 @@ def simulate_closed(model: Any, state: Any, rule_config: Mapping[str, Any], step
     # The discrete λ-update overshoots when the oscillation outgrows self-stabilisation (βx²η ≫ λ):
     # a sharpness that turns negative is the model breaking down, reported as divergence, and
     # nothing after it is compared with the measurements.
-    broke = np.flatnonzero(~(run.sharpness > 0) | ~np.isfinite(run.stepsize))
+    broke = np.flatnonzero(~(run.sharpness >= 0) | ~np.isfinite(run.stepsize))
     if broke.size:
         t = int(broke[0])
         for arr in (run.stepsize, run.sharpness, run.lam, run.x, run.loss):
@@ -428,10 +441,10 @@ def fit_closed(data: FitData, rule_config: Mapping[str, Any], start: Mapping[str
 
     Math: θ = (α, κ, β, ζ, ρ, λ₀, ln x₀); the model of :class:`JointModel` run from (λ₀, x₀, L_s(0))
     with the rule. The orbit's phase is chaotic, so the residuals compare block medians over
-    consecutive measured steps (:func:`blocks`): ln median λ̂ and ln median η, predicted minus
-    measured; ``scipy.optimize.least_squares`` (trust region, finite differences with a 5% step,
-    which averages over the phase) from ``start`` and two variants (β ×10, ζ = 0). ρ starts from
-    the median recorded gᵀHg/‖g‖² over λ̂ (``start["rho"]``).
+    consecutive measured steps (:func:`blocks`): ln median λ̂, ln median η and ln median ηλ̂,
+    predicted minus measured; ``scipy.optimize.least_squares`` (trust region, finite differences
+    with a 5% step, which averages over the phase) from ``start`` and three variants (ρ = 1,
+    β ×10, ζ = 0); ρ starts from the median recorded gᵀHg/‖g‖² over λ̂ (``start["rho"]``).
     Standard errors: s²(JᵀJ)⁻¹ on the block residuals (blocks of ≥ 4 measurements are close to
     independent); ``inf`` where the finite-difference Jacobian does not see a parameter (noted).
 
@@ -443,6 +456,7 @@ def fit_closed(data: FitData, rule_config: Mapping[str, Any], start: Mapping[str
     bl = blocks(idx)
     lam_b = np.log(block_medians(data.sharpness, bl))
     eta_b = np.log(np.maximum(block_medians(data.stepsize, bl), 1e-300))
+    nl_b = np.log(np.maximum(block_medians(data.stepsize * data.sharpness, bl), 1e-300))
     n = len(data)
 
     def run_of(th):
@@ -455,14 +469,17 @@ def fit_closed(data: FitData, rule_config: Mapping[str, Any], start: Mapping[str
         with np.errstate(divide="ignore", invalid="ignore"):
             d1 = np.log(block_medians(run.sharpness, bl)) - lam_b
             d2 = np.log(np.maximum(block_medians(run.stepsize, bl), 1e-300)) - eta_b
-        return _clip_blocks(np.concatenate([d1, d2]))
+            d3 = np.log(np.maximum(block_medians(run.stepsize * run.sharpness, bl), 1e-300)) - nl_b
+        return _clip_blocks(np.concatenate([d1, d2, d3]))
 
     th0 = np.array([start["alpha"], start.get("kappa", 0.0), start["beta"], start.get("zeta", 0.0),
                     start.get("rho", 1.0), start["lambda0"], math.log(max(start["x0"], 1e-12))])
     lb = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1e-12, -40.0])
     ub = np.array([np.inf, np.inf, np.inf, np.inf, 10.0, np.inf, 5.0])
     best = None
-    for variant in (th0, th0 * np.array([1, 1, 10, 1, 1, 1, 1]), th0 * np.array([1, 1, 1, 0, 1, 1, 1])):
+    rho_one = th0.copy()
+    rho_one[4] = 1.0
+    for variant in (th0, rho_one, th0 * np.array([1, 1, 10, 1, 1, 1, 1]), th0 * np.array([1, 1, 1, 0, 1, 1, 1])):
         x0 = np.clip(variant, lb, ub)
         sol = optimize.least_squares(resid, x0, bounds=(lb, ub), method="trf", diff_step=0.05,
                                      x_scale=np.maximum(np.abs(x0), 1e-3), max_nfev=max_nfev)
