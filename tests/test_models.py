@@ -33,7 +33,7 @@ def _jit_init(model, key, x_example):
 
 
 def test_fc_parameter_count_on_cifar_is_656810():
-    # 3072*200 + 200 + 200*200 + 200 + 200*10 + 10 (Cohen et al.'s fc nets, science.md section 2).
+    # 3072*200 + 200 + 200*200 + 200 + 200*10 + 10 (Cohen et al.'s fc nets, docs/theory.md section 2).
     for act in ("tanh", "relu", "elu"):
         assert _abstract_count({"name": f"fc-{act}", "width": 200, "depth": 2}) == 656_810
 

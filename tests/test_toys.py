@@ -336,7 +336,7 @@ def test_second_order_1d_params_inverts_normalized(x, y):
 
 
 def test_second_order_1d_settles_near_the_edge_for_e_equal_one(x64):
-    """e = 1, x0 in [0.6, 1], y0 < 0: y rises from below and then stays near 0 (science.md 4.2)."""
+    """e = 1, x0 in [0.6, 1], y0 < 0: y rises from below and then stays near 0 (docs/theory.md 4.2)."""
     eta, omega, g = 0.1, 2.0, (1.0, 0.5)
     z0 = 1.0 / (eta * omega) + (g[0] ** 2 - g[1] ** 2) / (2 * omega)
     toy = toys.second_order_regression_1d(omega, z0, g)

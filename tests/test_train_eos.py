@@ -1,4 +1,4 @@
-"""Known results (science.md section 6 and arXiv 2312.00209) reproduced by the training loop.
+"""Known results (docs/theory.md section 6 and arXiv 2312.00209) reproduced by the training loop.
 
 On a two-hidden-layer MLP with MSE on the embedded MNIST-1D, full batch:
 

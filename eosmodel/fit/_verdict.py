@@ -31,7 +31,7 @@ class WindowVerdict:
       start_step, end_step: the window's first and last step (inclusive).
       n_measured: sharpness measurements in it.
       verdict: one of :data:`VERDICTS`.
-      median_gap: the window's centre c of y_j = η_{t_j}λ̂_{t_j} − 2 (y of science.md §1): the
+      median_gap: the window's centre c of y_j = η_{t_j}λ̂_{t_j} − 2 (y of docs/theory.md §1): the
         median of the pair means ½(y_j + y_{j+1}) over consecutive, non-overlapping pairs of
         measurements (a period-2 oscillation sampled at alternate phases cancels in each pair).
       gap_se: the standard error of c (see :func:`window_verdicts`).
@@ -178,7 +178,7 @@ def window_verdicts(
 ) -> tuple[list[WindowVerdict], float]:
     """Decide, window by window, whether "EOS alone" explains the measured sharpness.
 
-    EOS alone (science.md §5) claims two things: below the ceiling the sharpness does not fall and,
+    EOS alone (docs/theory.md §5) claims two things: below the ceiling the sharpness does not fall and,
     if it grows, grows until it meets the ceiling 2/η_t; at the ceiling it is held there. It says
     nothing about how fast it grows: the rate a may vary in time. Each criterion tests one claim.
 
@@ -206,7 +206,7 @@ def window_verdicts(
         clock E_t, times the window's span, G > 3·se(G) and G > σ/median λ̂) and ηλ̂ does not follow
         λ̂ (d ln(ηλ̂)/d ln λ̂ < ``follow_threshold``): the stepsize shrinks as the sharpness grows,
         so the ceiling recedes and is never met (the σ/λ oracle with σ < 2, Armijo's snowball;
-        science.md §4.1). Under a fixed η the ratio is 1: progressive sharpening towards a fixed
+        docs/theory.md §4.1). Under a fixed η the ratio is 1: progressive sharpening towards a fixed
         ceiling is what EOS alone claims, and is not flagged;
       - **off model** if the sharpness does what EOS alone forbids below the ceiling, whatever its
         rate (EOS alone says nothing about how fast it sharpens, and real networks accelerate,
@@ -233,7 +233,7 @@ def window_verdicts(
       clock: E_t (length n + 1), the clock the models used.
       windows: a count (default 8) or start steps (see :func:`window_bounds`).
       edge_tol: relative tolerance on ηλ around 2 (default 0.05: "within a few percent of 2/η",
-        science.md §6).
+        docs/theory.md §6).
       follow_threshold: the ratio d ln(ηλ)/d ln λ below which the tuner is said to hold ηλ.
       windowed_fit: :func:`fit_windowed` on these windows (EOS alone with a rate per piece), or
         ``None`` (fitted here, from the global fit with ``time``).

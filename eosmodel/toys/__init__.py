@@ -1,6 +1,6 @@
 """Toy losses of the edge of stability, each a pure ``loss(params, batch)`` with ``init(key)``.
 
-Every factory returns a :class:`Toy` (science.md section 4):
+Every factory returns a :class:`Toy` (docs/theory.md section 4):
 
 * :func:`quadratic`: fixed Hessian, the control case (no sharpening, threshold eta*lambda = 2);
 * :func:`second_order_regression`, :func:`second_order_regression_1d`: residuals quadratic in the

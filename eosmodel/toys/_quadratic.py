@@ -30,7 +30,7 @@ def quadratic(eigenvalues, *, init_scale: float = 1.0, key: jax.Array | None = N
     Haar-random rotation drawn from ``key``. The Hessian is fixed, so the sharpness is
     :math:`\max_i \lambda_i` everywhere, and GD with a fixed stepsize :math:`\eta` maps the
     coordinate along eigenvector :math:`i` to :math:`(1 - \eta\lambda_i)` times itself: it
-    converges iff :math:`0 < \eta\lambda_i < 2` for every :math:`\lambda_i > 0` (science.md 4.5).
+    converges iff :math:`0 < \eta\lambda_i < 2` for every :math:`\lambda_i > 0` (docs/theory.md 4.5).
 
     Parameters are a vector ``w`` of shape ``(P,)``; ``init(key)`` draws
     :math:`w_0 \sim \mathcal N(0, \texttt{init\_scale}^2 I)`. The toy has no data (``batch=None``).

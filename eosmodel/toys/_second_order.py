@@ -1,4 +1,4 @@
-"""Second-order regression models: residuals quadratic in the parameters (science.md 4.2)."""
+"""Second-order regression models: residuals quadratic in the parameters (docs/theory.md 4.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""An exact loss for the self-stabilisation model of Damian, Nichani and Lee (science.md 4.1)."""
+"""An exact loss for the self-stabilisation model of Damian, Nichani and Lee (docs/theory.md 4.1)."""
 
 from __future__ import annotations
 

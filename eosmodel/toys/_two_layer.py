@@ -31,7 +31,7 @@ def two_layer_net(
     loss: str = "mse",
     init_scale: float = 1.0,
 ) -> Toy:
-    r"""A two-layer network on synthetic teacher data, trained with the MSE of science.md 2.
+    r"""A two-layer network on synthetic teacher data, trained with the MSE of docs/theory.md 2.
 
     .. math::
 

@@ -1,4 +1,4 @@
-"""The two-layer linear "uv" model of the catapult mechanism (science.md 4.3)."""
+"""The two-layer linear "uv" model of the catapult mechanism (docs/theory.md 4.3)."""
 
 from __future__ import annotations
 

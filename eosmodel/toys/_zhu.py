@@ -1,4 +1,4 @@
-"""The minimalist edge-of-stability function of Zhu et al. (science.md 4.4)."""
+"""The minimalist edge-of-stability function of Zhu et al. (docs/theory.md 4.4)."""
 
 from __future__ import annotations
 

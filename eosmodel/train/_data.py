@@ -2,7 +2,7 @@
 
 Every loader returns a :class:`Dataset` whose inputs are standardised per feature with statistics
 of the (selected) training set, the convention of Cohen et al.'s edge-of-stability code that EOS
-papers compare with (science.md section 2):
+papers compare with (docs/theory.md section 2):
 
     x̃_ij = (x_ij − μ_j) / s_j,   μ_j = mean_{i ∈ train} x_ij,   s_j = std_{i ∈ train} x_ij
 

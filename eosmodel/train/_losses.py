@@ -1,6 +1,6 @@
 """Classification losses (MSE with the factor ½, cross-entropy), accuracy, and model loss functions.
 
-Conventions of Cohen et al.'s edge-of-stability code (science.md section 2), with f(x) ∈ ℝ^K the
+Conventions of Cohen et al.'s edge-of-stability code (docs/theory.md section 2), with f(x) ∈ ℝ^K the
 logits, e_y the one-hot label and n the number of examples:
 
     mse           = (1/n) Σ_i ½ Σ_k (f_k(x_i) − [e_{y_i}]_k)²
