@@ -561,3 +561,18 @@ def test_config_overrides_and_errors():
         make_tuner({"name": "adam"})
     with pytest.raises(TypeError, match="config must be a mapping"):
         make_tuner("armijo-jax")
+
+
+def test_each_tuner_is_defined_once():
+    """The optax factory takes exactly its rule's hyperparameters, with the rule's defaults (the
+    rule class is the definition; tuner_config reads its defaults from there)."""
+    from eosmodel.tuners import STEPSIZE_RULES, oracle
+
+    factories = {**TUNERS, "oracle": oracle}
+    assert set(factories) == set(STEPSIZE_RULES)
+    for name, rule in STEPSIZE_RULES.items():
+        ours = inspect.signature(factories[name]).parameters
+        theirs = inspect.signature(rule).parameters
+        assert list(ours) == list(theirs), name
+        assert [p.default for p in ours.values()] == [p.default for p in theirs.values()], name
+        assert set(tuner_config(name, **({"stepsize": 0.1} if name == "constant" else {}))) == {"name", *theirs}
