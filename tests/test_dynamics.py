@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import jax
@@ -16,6 +17,7 @@ from eosmodel.toys import (
     SelfStabilizationModel,
     SelfStabilizationState,
     constant_rule,
+    map_rule,
     oracle_rule,
     quadratic,
     second_order_regression_1d,
@@ -142,6 +144,58 @@ def test_sweep_with_seeds_and_rules_in_the_loop():
         assert r.shape == (2,) and np.all(np.isfinite(r["mean_stepsize"]) | r["diverged"])
 
 
+_SWEEP_MODEL = dict(alpha=1.0, beta=1.0, lambda0=2.0, sharpening_limit=30.0)
+
+
+@functools.partial(jax.jit, static_argnames=("rule", "param", "steps"))
+def _map_run(value, *, rule, param, steps):
+    """(η_{T−1}, λ_T) of one reduced-map run with the rule's ``param`` = ``value`` (traced: one
+    compilation for all values), started as the sweep starts (x = 0.01, λ = λ₀)."""
+    model = SelfStabilizationModel(**_SWEEP_MODEL)
+    r = map_rule(rule, **{param: value})
+    s = SelfStabilizationState(x=jnp.asarray(0.01, value.dtype), lam=jnp.asarray(2.0, value.dtype))
+
+    def body(carry, _):
+        s, rs = carry
+        eta, rs, _ = r.update(model, s, rs)
+        return (model.step(s, eta), rs), eta
+
+    (s, _), etas = jax.lax.scan(body, (s, r.init(model, s)), None, length=steps)
+    return etas[-1], s.lam
+
+
+@pytest.mark.parametrize(
+    "rule, param, values",
+    [
+        ("armijo", "c", [0.05, 0.3, 0.7]),
+        ("armijo", "decrease_factor", [0.3, 0.8]),
+        ("armijo", "max_trials", [3, 5, 30]),
+        ("polyak", "c", [0.2, 0.5, 0.7]),
+        ("polyak", "max_stepsize", [0.1, 1.0]),
+        ("polyak", "smooth_cap", [1.0, 1.2]),
+        ("cdat", "sigma", [1.0, 1.9]),
+        ("cdat", "ema", [0.0, 0.9]),
+    ],
+)
+def test_sweep_vmaps_any_numeric_hyperparameter(x64, rule, param, values):
+    """A grid over a non-stepsize hyperparameter (traced inside vmap) gives, at every point, the
+    run of the map rule built with that value (30 steps: some of these runs turn chaotic later,
+    where XLA's different fusions of the batched and the single run drift apart)."""
+    res = sweep("self_stabilization", rule, {param: values}, steps=30, fixed=_SWEEP_MODEL,
+                dtype=jnp.float64)
+    live = ~res["diverged"]
+    assert live.sum() >= 2
+    for i, v in enumerate(values):
+        eta, lam = _map_run(jnp.asarray(v, jnp.float64), rule=rule, param=param, steps=30)
+        if live[i]:
+            np.testing.assert_allclose(res["final_stepsize"][i], eta, rtol=1e-10)
+            np.testing.assert_allclose(res["final_sharpness"][i], lam, rtol=1e-10)
+        else:  # the run of that value diverges too (a budget of 3 trials cannot bring ηλ below 2)
+            assert not (abs(float(lam)) < 1e15)
+    # The hyperparameter matters: distinct outcomes (a diverged run counts as one).
+    assert np.unique(np.where(live, res["final_sharpness"], np.inf)).size >= 2
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -150,7 +204,10 @@ def test_sweep_with_seeds_and_rules_in_the_loop():
         (dict(grid={"gamma": [1.0]}), "unknown sweep parameter 'gamma'"),
         (dict(grid={"eta": []}), "non-empty sequence of finite numbers"),
         (dict(grid={"eta": [0.1]}, steps=0), "steps must be an integer >= 1"),
-        (dict(grid={"eta": [-0.1]}), "stepsize must lie in"),
+        (dict(grid={"eta": [-0.1]}), "stepsize must be a finite number > 0"),
+        (dict(rule="armijo", grid={"max_trials": [3, 2.5]}), "max_trials must be an integer"),
+        (dict(rule="armijo", grid={"c": [0.1]}, fixed={"on_failure": "never"}), "on_failure must be one of"),
+        (dict(rule="polyak", grid={"smooth_cap": [0.5, 1.1]}), "smooth_cap must be a finite number >= 1"),
         (dict(grid={"eta": [0.1]}, record_last=1000), "record_last must lie in"),
     ],
 )

@@ -32,7 +32,7 @@ from eosmodel.toys import (
     self_stabilization,
     uv,
 )
-from eosmodel.tuners import tuner_config
+from eosmodel.tuners import TUNERS, oracle, tuner_config
 
 finite = dict(allow_nan=False, allow_infinity=False)
 
@@ -327,14 +327,17 @@ def test_rules_skip_non_finite_state():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: constant_rule(0.0), "stepsize must lie in"),
-        (lambda: oracle_rule(-1.0), "sigma must lie in"),
-        (lambda: armijo_rule(c=1.5), "c must lie in"),
+        (lambda: constant_rule(0.0), "stepsize must be a finite number > 0"),
+        (lambda: oracle_rule(-1.0), "sigma must be a finite number > 0"),
+        (lambda: armijo_rule(c=1.5), r"c must lie in \(0, 1\)"),
         (lambda: armijo_rule(max_trials=0), "max_trials must be an integer"),
-        (lambda: polyak_rule(c=0.0), "c must lie in"),
-        (lambda: cdat_rule(eps=-1.0), "eps must lie in"),
-        (lambda: map_rule("nope"), "rule must be one of"),
-        (lambda: map_rule("polyak", gamma=1.0), "bad hyperparameters"),
+        (lambda: polyak_rule(c=0.0), "c must be a finite number > 0"),
+        (lambda: cdat_rule(eps=-1.0), "eps must be a finite number >= 0"),
+        (lambda: cdat_rule(ema=1.0), r"ema must lie in \[0, 1\)"),
+        (lambda: map_rule("nope"), "name_or_preset must be a tuner name"),
+        (lambda: map_rule({"name": "nope"}), "name must be one of"),
+        (lambda: map_rule("polyak", gamma=1.0), "bad hyperparameters for rule 'polyak'.*'gamma'"),
+        (lambda: armijo_rule(0.1, c=0.2), "both by position and by name"),
     ],
 )
 def test_rule_validation_messages(call, match):
@@ -345,7 +348,14 @@ def test_rule_validation_messages(call, match):
 def test_map_rule_accepts_tuner_configs():
     rule = map_rule(tuner_config("sps-0.5"))
     assert rule.name == "polyak" and rule.hyper["c"] == 0.5
-    assert map_rule("oracle", sigma=1.5).hyper["sigma"] == 1.5
+    assert map_rule("sps-0.5").hyper == rule.hyper == {k: v for k, v in tuner_config("sps-0.5").items()
+                                                       if k not in ("name", "preset")}
+    assert map_rule("oracle", sigma=1.5).hyper == {"sigma": 1.5, "exact": False}
+    # The defaults are the tuner's (one definition): the oracle's σ = 2, Armijo's c = 0.1, ...
+    assert oracle_rule().hyper["sigma"] == tuner_config("oracle")["sigma"] == 2.0
+    assert {k: v for k, v in armijo_rule(0.2).hyper.items()} == {
+        k: v for k, v in tuner_config("armijo", c=0.2).items() if k != "name"}
+    assert constant_rule(0.1, guard=False).hyper == {"stepsize": 0.1, "guard": False}
 
 
 def test_from_toy_rejects_other_toys():
@@ -362,3 +372,79 @@ def test_float32_and_float64_dtypes_follow_the_state():
         s64 = SelfStabilizationState(x=jnp.float64(0.1), lam=jnp.float64(3.0))
         assert model.step(s64, 0.1).lam.dtype == jnp.float64
         assert math.isclose(float(model.step(s64, 0.1).x), (1 - 0.3) * 0.1, rel_tol=1e-15)
+
+
+# ----------------------------------------------------------------------------------------------
+# One definition per tuner: the optax transformation on the toy's parameters and the map rule on
+# the reduced state call the same rule (eosmodel.tuners.STEPSIZE_RULES), with random states and
+# random, traced hyperparameters (one compilation per tuner and static variant).
+# ----------------------------------------------------------------------------------------------
+
+AGREE_TOY = self_stabilization(alpha=1.0, beta=2.0, lambda0=1.5, sharpening_limit=20.0,
+                               bulk_eigenvalues=[0.5, 1.0])
+AGREE_MODEL = SelfStabilizationModel.from_toy(AGREE_TOY)
+
+unit = dict(allow_nan=False, allow_infinity=False)
+AGREE_HYPER = {  # name -> (static settings, hypothesis strategies of the numeric ones)
+    "constant": ({}, {"stepsize": st.floats(0.01, 1.0, **unit)}),
+    "oracle": ({}, {"sigma": st.floats(0.1, 3.0, **unit)}),
+    "armijo": ({"on_failure": "smallest", "init_rule": "increase"},
+               {"c": st.floats(0.01, 0.9), "decrease_factor": st.floats(0.1, 0.9),
+                "increase_factor": st.floats(1.0, 3.0), "max_stepsize": st.floats(0.05, 5.0),
+                "max_trials": st.integers(1, 20)}),
+    "armijo-skip-max": ({"on_failure": "skip", "init_rule": "max"},
+                        {"c": st.floats(0.01, 0.9), "decrease_factor": st.floats(0.1, 0.9),
+                         "max_stepsize": st.floats(0.05, 5.0), "max_trials": st.integers(1, 6)}),
+    "polyak": ({}, {"c": st.floats(0.05, 2.0), "f_star": st.floats(-1.0, -0.01),
+                    "max_stepsize": st.floats(0.05, 5.0), "eps": st.floats(0.0, 1e-3)}),
+    "polyak-smooth": ({}, {"c": st.floats(0.05, 2.0), "max_stepsize": st.floats(0.05, 5.0),
+                           "smooth_cap": st.floats(1.0, 1.5)}),
+    "cdat": ({}, {"sigma": st.floats(0.1, 3.0), "eps": st.floats(0.0, 1e-3)}),
+    "cdat-ema": ({}, {"sigma": st.floats(0.1, 3.0), "ema": st.floats(0.0, 0.95)}),
+}
+
+
+@functools.partial(jax.jit, static_argnames=("name", "static"))
+def _both_uses(params, hyper, *, name, static):
+    """Three steps of the optax transformation on the toy's parameters and of the map rule on the
+    reduced state: per step (η, info, reduced state) of each."""
+    tuner = name.split("-")[0]
+    hyper = {**hyper, **dict(static)}
+    opt = (oracle if tuner == "oracle" else TUNERS[tuner])(**hyper)  # traced hyperparameters
+    rule = map_rule(tuner, **hyper, **({"exact": True} if tuner == "oracle" else {}))
+    f = lambda p: AGREE_TOY.loss(p, None)  # noqa: E731
+    state, s = opt.init(params), AGREE_MODEL.state_from_params(params)
+    rs = rule.init(AGREE_MODEL, s)
+    out = []
+    for _ in range(3):
+        value, grad = jax.value_and_grad(f)(params)
+        extra = {"sharpness": AGREE_TOY.sharpness(params)} if tuner == "oracle" else {}
+        updates, state = opt.update(grad, state, params, value=value, value_fn=f, **extra)
+        params = jax.tree.map(lambda w, u: w + u, params, updates)
+        eta, rs, diag = rule.update(AGREE_MODEL, s, rs)
+        s = AGREE_MODEL.step(s, eta)
+        out.append(((state.stepsize, state.info._asdict(), AGREE_MODEL.state_from_params(params)),
+                     (eta, diag, s)))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(AGREE_HYPER))
+@given(data=st.data(), x=st.floats(-1.5, 1.5, **unit), s=st.floats(-1.0, 1.0, **unit),
+       z=st.lists(st.floats(-1.0, 1.0, **unit), min_size=2, max_size=2))
+@in_x64
+def test_optax_tuner_and_map_rule_agree(name, data, x, s, z):
+    static, strategies = AGREE_HYPER[name]
+    hyper = {k: data.draw(v, label=k) for k, v in strategies.items()}
+    traced = {k: (jnp.asarray(v, jnp.int32) if isinstance(v, int) else jnp.asarray(v, jnp.float64))
+              for k, v in hyper.items()}
+    params = {"x": jnp.asarray(x), "s": jnp.asarray(s), "z": jnp.asarray(z)}
+    steps = _both_uses(params, traced, name=name, static=tuple(sorted(static.items())))
+    for t, ((eta, info, state), (eta_map, diag, state_map)) in enumerate(steps):
+        assert set(info) == set(diag)
+        np.testing.assert_allclose(eta_map, eta, rtol=1e-12, atol=1e-300, err_msg=f"eta, step {t}")
+        for key in info:
+            a, b = np.asarray(info[key]), np.asarray(diag[key])
+            assert a.dtype == b.dtype, key
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-300, err_msg=f"{key}, step {t}")
+        for a, b in zip(state, state_map):
+            np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-13, err_msg=f"state, step {t}")

@@ -13,6 +13,7 @@ from eosmodel.tuners import (
     cdat,
     constant,
     make_tuner,
+    oracle,
     polyak,
     read_diagnostics,
     read_stepsize,
@@ -27,6 +28,8 @@ TUNERS = {
     "polyak-smooth": lambda: polyak(c=0.2, smooth_cap=1.05),
     "cdat": lambda: cdat(sigma=2.0),
     "cdat-ema": lambda: cdat(sigma=1.0, ema=0.9, eps=1e-8),
+    # The oracle is fed a sharpness (here a constant 10) by its caller.
+    "oracle": lambda: _with_sharpness(oracle(sigma=0.5), 10.0),
 }
 NAMES = sorted(TUNERS)
 
@@ -38,6 +41,13 @@ PRESET_TUNERS = {
 }
 PRESET_NAMES = sorted(PRESET_TUNERS)
 ALL = {**TUNERS, **{f"preset:{p}": f for p, f in PRESET_TUNERS.items()}}
+
+
+def _with_sharpness(opt, sharpness):
+    """``opt`` with ``sharpness=`` supplied at every update (for the oracle)."""
+    return optax.GradientTransformationExtraArgs(
+        opt.init, lambda u, s, p=None, **kw: opt.update(u, s, p, sharpness=sharpness, **kw)
+    )
 
 
 def _data():
@@ -162,11 +172,31 @@ def _multi_update(opts, updates, states, params, **kw):
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
-def test_unknown_keyword_is_type_error(name):
+def test_extra_keywords_are_accepted_as_by_optax(name):
+    """Extra update arguments (meant for other transformations of a chain) change nothing."""
     opt = ALL[name]()
-    w = jnp.ones(2)
-    with pytest.raises(TypeError, match="batch"):
-        opt.update(w, opt.init(w), w, value=1.0, value_fn=lambda p: jnp.sum(p**2), batch=(w, w))
+    w = jnp.array([1.0, -0.5])
+    f = lambda p: jnp.sum(p**2)  # noqa: E731
+    with jax.disable_jit():
+        plain = opt.update(2 * w, opt.init(w), w, value=f(w), value_fn=f)
+        extra = opt.update(2 * w, opt.init(w), w, value=f(w), value_fn=f, batch=(w, w), step=3)
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(extra)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("factory", [armijo, cdat])
+def test_extra_keywords_named_by_value_fn_reach_it(factory):
+    """Armijo and CDAT evaluate ``value_fn`` themselves: the arguments it names are passed on
+    (here the scale of a mini-batch loss), as optax's line searches do."""
+    opt = optax.chain(optax.identity(), factory())
+    w = jnp.array([1.0, -0.5])
+    f = lambda p, scale: 0.5 * scale * jnp.sum(p**2)  # noqa: E731
+    with jax.disable_jit():
+        ours = opt.update(3.0 * w, opt.init(w), w, value=f(w, 3.0), value_fn=f, scale=3.0, other=1)
+        bound = opt.update(3.0 * w, opt.init(w), w, value=f(w, 3.0), value_fn=lambda p: f(p, 3.0))
+    assert float(read_stepsize(ours[1])) == float(read_stepsize(bound[1])) > 0
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(bound)):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize(
@@ -176,6 +206,7 @@ def test_unknown_keyword_is_type_error(name):
         (armijo, "value", {"value_fn": lambda p: jnp.sum(p**2)}),
         (polyak, "value", {}),
         (cdat, "value_fn", {"value": 1.0}),
+        (oracle, "sharpness", {"value": 1.0}),
     ],
 )
 def test_missing_required_keyword_is_value_error(factory, missing, given):
@@ -225,3 +256,43 @@ def test_readers_reject_states_without_exactly_one_tuner():
     both = optax.chain(constant(0.1), constant(0.2)).init(params)
     with pytest.raises(ValueError, match="ambiguous"):
         read_diagnostics(both)
+
+
+# Every numeric hyperparameter of every tuner, injected (so traced inside the jitted step).
+INJECTED = {
+    "constant": (constant, {"stepsize": 0.05}),
+    "oracle": (oracle, {"sigma": 0.5}),
+    "armijo": (armijo, {"c": 0.3, "decrease_factor": 0.6, "increase_factor": 1.2, "max_stepsize": 2.0,
+                        "max_trials": 7, "on_failure": "skip", "init_rule": "increase"}),
+    "polyak": (polyak, {"c": 0.2, "f_star": -0.01, "max_stepsize": 2.0, "smooth_cap": 1.05, "eps": 1e-12}),
+    "cdat": (cdat, {"sigma": 1.5, "eps": 1e-6, "ema": 0.5}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INJECTED))
+def test_inject_hyperparams_under_jit(name):
+    """``optax.inject_hyperparams(tuner)(...)`` traces the numbers: the jitted step equals the plain
+    tuner's, and new hyperparameter values written into the state reuse the same compilation."""
+    factory, hyper = INJECTED[name]
+    opt = optax.inject_hyperparams(factory)(**hyper)
+    plain = factory(**hyper)
+    if name == "oracle":
+        opt, plain = _with_sharpness(opt, 10.0), _with_sharpness(plain, 10.0)
+    x, y = _data()
+    params = _init(jax.random.key(1))
+    step, plain_step = jax.jit(_make_step(opt)), jax.jit(_make_step(plain))
+    state, plain_state, p, q = opt.init(params), plain.init(params), params, params
+    assert set(state.hyperparams) == {k for k, v in hyper.items() if not isinstance(v, str)}
+    for _ in range(3):
+        p, state, _ = step(p, state, x, y)
+        q, plain_state, _ = plain_step(q, plain_state, x, y)
+        # ρ of CDAT's averages: 1 − ρ is formed in float32 when ρ is traced, in double otherwise.
+        np.testing.assert_allclose(read_stepsize(state), read_stepsize(plain_state), rtol=1e-6 if name == "cdat" else 0)
+    assert float(read_stepsize(state)) > 0
+    first = float(read_stepsize(state))
+    key = {"constant": "stepsize", "oracle": "sigma", "armijo": "max_stepsize", "polyak": "max_stepsize",
+           "cdat": "sigma"}[name]
+    state.hyperparams[key] = state.hyperparams[key] * 0.5
+    _, state_half, _ = step(p, state, x, y)
+    assert step._cache_size() == 1
+    assert float(read_stepsize(state_half)) != first

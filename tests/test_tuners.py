@@ -105,6 +105,48 @@ def test_armijo_on_quadratics_accepts_the_largest_grid_step_below_the_bound(prob
         assert eta == pytest.approx(eta0, rel=1e-15) and int(state.info.num_trials) == 1
 
 
+@given(
+    problem=quadratics(),
+    quartic=st.sampled_from([0.0, 0.3, 2.0]),
+    c=st.floats(0.01, 0.9),
+    beta=st.floats(0.1, 0.9),
+    gamma=st.floats(1.0, 3.0),
+    eta_max=st.floats(-2.0, 1.5).map(lambda e: 10.0**e),
+    max_trials=st.integers(1, 12),
+)
+def test_armijo_accepts_exactly_the_stepsizes_of_optax_backtracking(problem, quartic, c, beta, gamma, eta_max,
+                                                                    max_trials):
+    """The rule's while loop (written on a scalar trial function so that reduced maps can run it)
+    accepts bit for bit the stepsizes of ``optax.scale_by_backtracking_linesearch`` configured as
+    the transformation documents (slope_rtol = c, atol = rtol = 0, m − 1 backtracking steps, the
+    stored rate started at η_max), over several steps, failed searches included, on quadratics
+    and on quadratics plus a quartic."""
+    hessian, w = problem
+
+    def f(v):
+        return 0.5 * v @ (jnp.asarray(hessian) @ v) + 0.25 * quartic * jnp.sum(v**4)
+
+    ours = armijo(c=c, decrease_factor=beta, increase_factor=gamma, max_stepsize=eta_max, max_trials=max_trials)
+    theirs = optax.scale_by_backtracking_linesearch(
+        max_backtracking_steps=max_trials - 1, slope_rtol=c, decrease_factor=beta, increase_factor=gamma,
+        max_learning_rate=eta_max, atol=0.0, rtol=0.0, store_grad=False,
+    )
+    with jax.enable_x64(True), jax.disable_jit():
+        w = jnp.asarray(w)
+        state, ref = ours.init(w), theirs.init(w)
+        ref = ref._replace(learning_rate=jnp.asarray(eta_max))
+        v = w
+        for _ in range(4):
+            value, g = jax.value_and_grad(f)(w)
+            u, state = ours.update(g, state, w, value=value, value_fn=f)
+            u_ref, ref = theirs.update(-g, ref, v, value=value, grad=g, value_fn=f)
+            assert float(state.stepsize) == float(ref.learning_rate)
+            assert int(state.info.num_trials) == int(ref.info.num_linesearch_steps)
+            assert bool(state.info.failed) == bool(ref.info.decrease_error > 0)
+            np.testing.assert_array_equal(u, u_ref)
+            w = v = w + u
+
+
 def _reference_armijo(f, grad_f, w, steps, *, c, beta, gamma, eta_max, max_trials, on_failure, init_rule):
     """Independent plain-numpy Armijo backtracking (science.md §3.1), step by step."""
     records, previous = [], None
@@ -201,7 +243,7 @@ def test_armijo_nonfinite_last_trial_takes_no_step_and_keeps_memory(x64):
         updates, state, _, _ = _one_step(opt, f, [1.0])  # trials 10 and 5 both land on NaN
         assert bool(state.info.skipped) and int(state.info.status) == STATUS_NONFINITE_TRIAL
         np.testing.assert_array_equal(updates, 0.0)
-        assert float(state.linesearch.learning_rate) == 5.0
+        assert float(state.rule_state.memory) == 5.0
         w = jnp.array([1.0])
         _, state2 = opt.update(w, state, w, value=f(w), value_fn=f)
         assert float(state2.info.initial_stepsize) == 7.5  # γ·5, not γ·0
@@ -412,7 +454,7 @@ def test_cdat_ema_is_the_debiased_moving_average_ratio(x64):
             if t == 1:  # debiasing: the first step is the raw ratio
                 np.testing.assert_allclose(float(state.stepsize), sigma * num / curv, rtol=1e-12)
             w = w + 0.3 * updates  # move somewhere else (any trajectory will do)
-    assert int(state.count) == 5
+    assert int(state.rule_state.count) == 5
 
 
 # ----------------------------------------------------------------------------------------------
@@ -519,3 +561,18 @@ def test_config_overrides_and_errors():
         make_tuner({"name": "adam"})
     with pytest.raises(TypeError, match="config must be a mapping"):
         make_tuner("armijo-jax")
+
+
+def test_each_tuner_is_defined_once():
+    """The optax factory takes exactly its rule's hyperparameters, with the rule's defaults (the
+    rule class is the definition; tuner_config reads its defaults from there)."""
+    from eosmodel.tuners import STEPSIZE_RULES, oracle
+
+    factories = {**TUNERS, "oracle": oracle}
+    assert set(factories) == set(STEPSIZE_RULES)
+    for name, rule in STEPSIZE_RULES.items():
+        ours = inspect.signature(factories[name]).parameters
+        theirs = inspect.signature(rule).parameters
+        assert list(ours) == list(theirs), name
+        assert [p.default for p in ours.values()] == [p.default for p in theirs.values()], name
+        assert set(tuner_config(name, **({"stepsize": 0.1} if name == "constant" else {}))) == {"name", *theirs}

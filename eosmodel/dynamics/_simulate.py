@@ -68,20 +68,7 @@ def _check_threshold(threshold: Any) -> float | None:
 
 def _complete_config(config: Mapping[str, Any]) -> dict:
     """The complete tuner config (``tuner_config``) of a ``{"name"|"preset": ...}`` mapping."""
-    config = dict(config)
-    if "name" in config:
-        name = config.pop("name")
-        preset = config.pop("preset", None)
-        config.pop("preset_args", None)
-        full = _tuners.tuner_config(name, **config)
-        if preset is not None:
-            full["preset"] = preset
-        return full
-    if "preset" in config:
-        preset = config.pop("preset")
-        args = dict(config.pop("preset_args", None) or {})
-        return _tuners.tuner_config(preset, **args, **config)
-    raise ValueError("tuner config needs a 'name' or a 'preset' key, e.g. {'preset': 'armijo-jax'}.")
+    return _tuners.tuner_config(config)
 
 
 def resolve_tuner(tuner: Any, config: Mapping[str, Any] | None = None) -> tuple[Any, dict]:

@@ -16,6 +16,7 @@ import numpy as np
 from jax import lax
 
 from eosmodel.toys._maps import (
+    MAP_OPTIONS,
     RULES,
     SecondOrderModel,
     SecondOrderState,
@@ -23,7 +24,9 @@ from eosmodel.toys._maps import (
     SelfStabilizationState,
     UVModel,
     UVState,
+    map_rule,
 )
+from eosmodel.tuners import STEPSIZE_RULES
 
 #: Reduced models a sweep can run: name -> (model class, state class, default initial state).
 MODELS: dict[str, tuple[type, type, dict[str, float]]] = {
@@ -32,10 +35,11 @@ MODELS: dict[str, tuple[type, type, dict[str, float]]] = {
     "uv": (UVModel, UVState, {"f": 1.0, "lam": 1.0}),
 }
 
-#: Rule hyperparameters that select code paths (not sweepable: pass them in ``fixed``).
-STATIC_HYPER = frozenset(
-    {"max_trials", "on_failure", "init_rule", "exact", "smooth_cap", "ema", "guard"}
-)
+#: Rule settings that are not numbers (strings and flags that select code paths): pass them in
+#: ``fixed``. Every numeric hyperparameter of every rule can be a grid axis (it is traced inside
+#: ``vmap``); ``smooth_cap``/``ema`` on an axis select the smoothed cap/the moving averages (their
+#: default ``None`` turns them off).
+STATIC_HYPER = frozenset({"on_failure", "init_rule", "exact", "guard"})
 #: Convenience aliases accepted as grid/fixed names.
 ALIASES = {"eta": "stepsize"}
 
@@ -160,9 +164,10 @@ def _classify(model_name: str, rule_name: str, names: Sequence[str]) -> dict[str
 
 
 def _rule_signature(rule_name: str) -> list[str]:
+    """The rule's hyperparameters (those of its class in ``eosmodel.tuners``) and map options."""
     import inspect
 
-    return list(inspect.signature(RULES[rule_name]).parameters)
+    return [*inspect.signature(STEPSIZE_RULES[rule_name]).parameters, *MAP_OPTIONS.get(rule_name, {})]
 
 
 def _as_axis(name: str, values: Any) -> np.ndarray:
@@ -277,7 +282,7 @@ def _sweep_jit(flat_params, fixed_params, key, *, model_name, rule_name, roles, 
             if role in by:
                 by[role][_canonical(name)] = v
         model = model_cls(**{**model_cls._field_defaults, **by["model"]})
-        return hp, by, model, RULES[rule_name](**by["rule"])
+        return hp, by, model, map_rule(rule_name, **by["rule"])
 
     def init_one(point: dict):
         hp, by, model, rule = build(point)
@@ -412,12 +417,17 @@ def sweep(
 
     Parameter names (grid axes or ``fixed`` values): the model's constants (``alpha``, ``beta``,
     ``lambda0``, ``sharpening_limit`` | ``omega``, ``energy`` | ``target``, ``width``), the
-    rule's numeric hyperparameters (``stepsize`` (alias ``eta``), ``sigma``, ``c``,
-    ``max_stepsize``, ...), initial conditions ``init_<field>`` (``init_x``, ``init_lam``, ...;
-    for the self-stabilisation model λ_0 = ``lambda0`` unless ``init_lam`` is given, as in the
-    toy) and ``seed`` with ``init_noise`` (Gaussian noise of that scale added to each initial
-    coordinate, drawn from ``fold_in(key, seed)``). Code-path settings (``max_trials``,
-    ``on_failure``, ``init_rule``, ``exact``, ``smooth_cap``, ``ema``) go in ``fixed`` only.
+    rule's numeric hyperparameters, ANY of them (those of :data:`eosmodel.tuners.STEPSIZE_RULES`:
+    ``stepsize`` (alias ``eta``); ``sigma``; Armijo's ``c``, ``decrease_factor``,
+    ``increase_factor``, ``max_stepsize``, ``max_trials``; Polyak's ``c``, ``f_star``,
+    ``max_stepsize``, ``smooth_cap``, ``eps``; CDAT's ``sigma``, ``eps``, ``ema``; traced inside
+    ``vmap``, resolved and validated by :func:`eosmodel.tuners.tuner_config`), initial
+    conditions ``init_<field>`` (``init_x``, ``init_lam``, ...; for the self-stabilisation model
+    λ_0 = ``lambda0`` unless ``init_lam`` is given, as in the toy) and ``seed`` with
+    ``init_noise`` (Gaussian noise of that scale added to each initial coordinate, drawn from
+    ``fold_in(key, seed)``). Non-numeric settings (``on_failure``, ``init_rule``, ``exact``,
+    ``guard``) go in ``fixed`` only; ``smooth_cap``/``ema`` on a grid axis (or fixed to a number)
+    turn the smoothed cap/the moving averages on.
 
     Numerics: in float32 a coordinate that decays for long (x while ηλ < 2 on the
     self-stabilisation map) can underflow to exactly 0, after which no oscillation can grow
@@ -522,12 +532,17 @@ def sweep(
         key = jax.random.key(0)  # unused: no random initial noise requested
     axes = tuple(grid)
     values = {a: _as_axis(a, grid[a]) for a in axes}
-    # Validate the rule's settings on concrete values (the factories check ranges, which are
-    # intervals: the smallest and the largest grid value suffice).
+    # Validate the rule's settings on concrete values, through the tuner's config resolution
+    # (eosmodel.tuners.tuner_config): the fixed values, then every value of each rule axis (the
+    # ranges are per hyperparameter; integers such as max_trials are checked value by value).
     fixed_rule = {_canonical(k): v for k, v in fixed.items() if roles[k] == "rule"}
-    for pick in (np.min, np.max):
-        probe = {_canonical(k): float(pick(values[k])) for k in axes if roles[k] == "rule"}
-        RULES[rule](**probe, **fixed_rule, **static_rule)
+    rule_axes = [k for k in axes if roles[k] == "rule"]
+    if not rule_axes:
+        map_rule(rule, **fixed_rule, **static_rule)
+    first = {_canonical(k): float(values[k][0]) for k in rule_axes}
+    for k in rule_axes:
+        for v in np.unique(values[k]):
+            map_rule(rule, **{**fixed_rule, **static_rule, **first, _canonical(k): float(v)})
     mesh = np.meshgrid(*[values[a] for a in axes], indexing="ij") if axes else []
     total = int(np.prod([len(values[a]) for a in axes])) if axes else 1
     # Near-equal chunks of at most chunk_size runs, a multiple of 16 (whole SIMD vectors) when

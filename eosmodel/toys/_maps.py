@@ -25,28 +25,33 @@ with the same pure methods, the *reduced-model protocol*:
 ``top_eigenvalue(s)`` λ_max(H(w_t)), where the reduced state determines it
 ====================  ===========================================================================
 
-A tuner rule (:class:`MapRule`, made by :func:`constant_rule`, :func:`oracle_rule`,
-:func:`armijo_rule`, :func:`polyak_rule`, :func:`cdat_rule`) is a pair of pure functions
-``init(model, state) -> rule_state`` and ``update(model, state, rule_state) -> (eta, rule_state,
-diagnostics)`` that only use the protocol above, so every rule runs on every reduced model, and
-its η equals what the corresponding :mod:`eosmodel.tuners` transformation computes on the toy's
-parameters (tested to ~1e-12 in float64). :func:`reduce_toy` gives a toy's reduced model and the
+A tuner rule (:class:`MapRule`, made by :func:`map_rule`, or :func:`constant_rule`,
+:func:`oracle_rule`, :func:`armijo_rule`, :func:`polyak_rule`, :func:`cdat_rule`) is a pair of
+pure functions ``init(model, state) -> rule_state`` and ``update(model, state, rule_state) ->
+(eta, rule_state, diagnostics)`` that only use the protocol above, so every rule runs on every
+reduced model (any object with these methods: the fit's reduced model too). It is a thin adapter
+around the tuner's single stepsize rule in :mod:`eosmodel.tuners` (``STEPSIZE_RULES``), the same
+one its optax transformation calls, so its η equals what that transformation computes on the
+toy's parameters (tested to ~1e-12 in float64). :func:`reduce_toy` gives a toy's reduced model and the
 map from its parameters to the reduced state; :func:`map_rule` builds a rule from a tuner config.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
+
+from eosmodel.tuners import STEPSIZE_RULES, build_rule, tuner_config
 
 Array = jax.Array
 
 __all__ = [
+    "MAP_OPTIONS",
     "MapRule",
     "SecondOrderModel",
     "SecondOrderState",
@@ -476,40 +481,135 @@ class MapRule:
         return self.update(model, state, rule_state)
 
 
-def _concrete(name: str, value: Any) -> float | None:
-    """``float(value)`` if it is a concrete number, else ``None`` (a tracer: no validation)."""
-    if isinstance(value, jax.core.Tracer):
-        return None
+#: Settings of the map adapters that are not hyperparameters of the tuner's rule:
+#: ``guard`` (constant: check the loss and gradient for finiteness) and ``exact`` (oracle: use
+#: ``model.top_eigenvalue`` instead of ``model.sharpness``). Both are static.
+MAP_OPTIONS: dict[str, dict[str, bool]] = {"constant": {"guard": True}, "oracle": {"exact": False}}
+
+
+def _finite_inputs(model: Any, state: Any) -> tuple[Array, Array, Array]:
+    """(f, ‖g‖², both finite) of the reduced state."""
+    f, g2 = model.loss(state), model.grad_norm_sq(state)
+    return f, g2, jnp.isfinite(f) & jnp.isfinite(g2)
+
+
+def _adapt(name: str, rule: Any, options: dict[str, bool]) -> tuple[Callable, Callable]:
+    """``(init, update)`` of the map rule: the local quantities of :class:`MapRule`'s reduced
+    model (f, ‖g‖², gᵀHg, φ(η) = f(step(s, η)), λ) fed to the tuner's rule."""
+    if name == "constant":
+
+        def init(model, state):
+            return rule.init(model.sharpness(state))
+
+        def update(model, state, rs):
+            lam = model.sharpness(state)
+            if options["guard"]:
+                finite = _finite_inputs(model, state)[2]
+            else:  # divergence is detected on the state itself (the sweep's fast path)
+                finite = jnp.ones(jnp.shape(lam), bool)
+            return rule(rs, finite=finite, dtype=jnp.result_type(lam))
+
+    elif name == "oracle":
+
+        def init(model, state):
+            return rule.init(model.sharpness(state))
+
+        def update(model, state, rs):
+            lam = model.top_eigenvalue(state) if options["exact"] else model.sharpness(state)
+            return rule(rs, sharpness=lam)
+
+    else:
+
+        def init(model, state):
+            return rule.init(model.loss(state))
+
+        def update(model, state, rs):
+            f, g2, finite = _finite_inputs(model, state)
+            if name == "armijo":  # GD on the reduced model: d = g, slope ‖g‖², φ exact
+                trial = lambda eta: model.loss(model.step(state, eta))  # noqa: E731
+                return rule(rs, value=f, slope=g2, trial=trial, finite=finite)
+            if name == "polyak":
+                return rule(rs, value=f, grad_norm_sq=g2, finite=finite)
+            return rule(rs, slope=g2, curvature=model.curvature(state), finite=finite)  # cdat
+
+    def update_dict(model, state, rs):
+        eta, rs, info = update(model, state, rs)
+        return eta, rs, info._asdict()
+
+    return init, update_dict
+
+
+def map_rule(config: Any, **hyper: Any) -> MapRule:
+    """The tuner's stepsize rule on a reduced model, from a tuner config or a name/preset.
+
+    ``map_rule({"name": "polyak", "c": 0.5})``, ``map_rule(tuner_config("sps-0.5"))``,
+    ``map_rule("sps-0.5")`` or ``map_rule("oracle", sigma=1.5)``: the config is resolved by
+    :func:`eosmodel.tuners.tuner_config` (the defaults and ranges of the tuner's rule class; the
+    oracle σ/λ is one of the tuners there). The rule is that class (e.g.
+    :class:`eosmodel.tuners.ArmijoRule`) fed the reduced model's local quantities:
+
+    * f = ``model.loss(s)``, ‖g‖² = ``model.grad_norm_sq(s)``, finite = both finite;
+    * constant: η (no step where the inputs are non-finite, unless ``guard=False``);
+    * oracle: λ = ``model.sharpness(s)`` (``model.top_eigenvalue(s)`` with ``exact=True``);
+    * armijo: slope ‖g‖² and the exact trial φ(η) = ``model.loss(model.step(s, η))``;
+    * polyak: f and ‖g‖²;
+    * cdat: slope ‖g‖² and curvature gᵀHg = ``model.curvature(s)`` (d = g).
+
+    So its η equals what the :mod:`eosmodel.tuners` transformation takes on the toy's parameters
+    (tested to 1e-12 in float64). Hyperparameters may be traced (a ``vmap``-ed sweep).
+
+    Args:
+      config: a tuner name or preset, or a config mapping (``preset``/``preset_args`` are
+        provenance).
+      **hyper: hyperparameters (override the config's), and the adapter options of
+        :data:`MAP_OPTIONS` (``guard`` for constant, ``exact`` for oracle).
+
+    Returns:
+      A :class:`MapRule` whose ``hyper`` is the complete config's hyperparameters and options.
+
+    Raises:
+      ValueError: an unknown rule or hyperparameter, or a hyperparameter out of range.
+
+    Example:
+      >>> rule = map_rule("sps-0.5")
+      >>> m, s = UVModel(target=0.0, width=1e300), UVState(f=0.3, lam=4.0)  # ½λx² in effect
+      >>> float(rule(m, s, rule.init(m, s))[0])  # 1/(2cλ)
+      0.25
+    """
+    if isinstance(config, str):
+        name, cfg = config, dict(hyper)
+    elif isinstance(config, Mapping):
+        cfg = {**config, **hyper}
+        name = cfg.get("name", cfg.get("preset"))
+    else:
+        raise ValueError(f"rule must be a rule name or a tuner config, got {config!r}; pass e.g. 'oracle'.")
+    options = dict(MAP_OPTIONS.get(name, {}))
+    for key in options:
+        if key in cfg:
+            options[key] = cfg.pop(key)
     try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {value!r}; pass a float.") from None
-    if math.isnan(out):
-        raise ValueError(f"{name} must be a real number, got nan; pass a finite float.")
-    return out
+        full = tuner_config(name, **cfg) if isinstance(config, str) else tuner_config(cfg)
+    except TypeError as err:
+        raise ValueError(f"bad hyperparameters for rule {name!r}: {err}") from None
+    rule = build_rule(full)
+    init, update = _adapt(full["name"], rule, options)
+    record = {k: v for k, v in full.items() if k not in ("name", "preset", "preset_args")}
+    return MapRule(full["name"], init, update, {**record, **options})
 
 
-def _check(name: str, value: Any, lo: float, hi: float = math.inf, *, closed_lo: bool = False,
-           closed_hi: bool = False) -> Any:
-    """Validate a (possibly traced) hyperparameter against (lo, hi) when it is concrete."""
-    v = _concrete(name, value)
-    if v is None:
-        return value
-    ok = (v >= lo if closed_lo else v > lo) and (v <= hi if closed_hi else v < hi)
-    if not ok:
-        lb, rb = ("[" if closed_lo else "("), ("]" if closed_hi else ")")
-        raise ValueError(
-            f"{name} must lie in {lb}{lo:g}, {hi:g}{rb}, got {value!r}; choose a value inside."
-        )
-    return value
-
-
-def _i32(code: Any) -> Array:
-    return jnp.asarray(code).astype(jnp.int32)
+def _positional(name: str, args: tuple, hyper: dict) -> dict:
+    """Positional arguments of a rule factory mapped onto its rule class's fields, in order."""
+    fields = list(inspect.signature(STEPSIZE_RULES[name]).parameters)
+    if len(args) > len(fields):
+        raise ValueError(f"{name}_rule takes at most {len(fields)} positional arguments ({fields}), got {len(args)}.")
+    clash = set(fields[: len(args)]) & set(hyper)
+    if clash:
+        raise ValueError(f"{name}_rule got {sorted(clash)} both by position and by name; give each once.")
+    return {**dict(zip(fields, args)), **hyper}
 
 
 def constant_rule(stepsize: Any, *, guard: bool = True) -> MapRule:
-    """Fixed stepsize η_t = η: the reduced form of :func:`eosmodel.tuners.constant`.
+    """Fixed stepsize η_t = η on a reduced model (:class:`eosmodel.tuners.ConstantRule`).
 
     Args:
       stepsize: η > 0 (may be a traced scalar inside ``vmap``).
@@ -519,284 +619,77 @@ def constant_rule(stepsize: Any, *, guard: bool = True) -> MapRule:
         detects divergence on the state itself.
 
     Returns:
-      A :class:`MapRule`; diagnostics ``skipped`` and ``status``.
+      A :class:`MapRule` (:func:`map_rule`); diagnostics ``skipped`` and ``status``.
     """
-    _check("stepsize", stepsize, 0.0)
-
-    def init(model, state):
-        return ()
-
-    def update(model, state, rs):
-        lam = model.sharpness(state)
-        eta = _c(stepsize, lam) * jnp.ones_like(lam)
-        if not guard:
-            return eta, rs, {"skipped": jnp.zeros(jnp.shape(lam), bool),
-                             "status": jnp.zeros(jnp.shape(lam), jnp.int32)}
-        bad = ~(jnp.isfinite(model.loss(state)) & jnp.isfinite(model.grad_norm_sq(state)))
-        eta = jnp.where(bad, 0.0, eta)
-        return eta, rs, {"skipped": bad, "status": _i32(jnp.where(bad, 1, 0))}
-
-    return MapRule("constant", init, update, {"stepsize": stepsize, "guard": guard})
+    return map_rule("constant", stepsize=stepsize, guard=guard)
 
 
-def oracle_rule(sigma: Any = 1.0, *, exact: bool = False) -> MapRule:
-    """Oracle sharpness tuner η_t = σ/λ_t (science.md §3.4, §4.1).
+def oracle_rule(*args: Any, exact: bool = False, **hyper: Any) -> MapRule:
+    """Oracle sharpness tuner η_t = σ/λ_t on a reduced model (:class:`eosmodel.tuners.OracleRule`).
 
     Math: η_t = σ/λ_t with λ_t = ``model.sharpness(state)`` (the map's sharpness variable), or
     λ_max(H) = ``model.top_eigenvalue(state)`` when ``exact``. Under it η_tλ_t ≡ σ, and on the
-    self-stabilisation map with σ < 2, λ_t ≈ √(λ₀² + 2σαt).
+    self-stabilisation map with σ < 2, λ_t ≈ √(λ₀² + 2σαt) (science.md §3.4, §4.1).
 
     Args:
-      sigma: σ > 0 (may be traced). Default 1.
+      *args, **hyper: the hyperparameters of :class:`eosmodel.tuners.OracleRule` (``sigma``,
+        default 2.0; may be traced).
       exact: use the top Hessian eigenvalue instead of the map's λ (static).
 
     Returns:
-      A :class:`MapRule`; diagnostics ``skipped``/``status``: no step (status 6) where λ_t ≤ 0 or
-      is non-finite.
+      A :class:`MapRule`; no step (status 6) where λ_t ≤ 0 or is non-finite.
     """
-    _check("sigma", sigma, 0.0)
-
-    def init(model, state):
-        return ()
-
-    def update(model, state, rs):
-        lam = model.top_eigenvalue(state) if exact else model.sharpness(state)
-        bad = ~(jnp.isfinite(lam) & (lam > 0))
-        eta = jnp.where(bad, 0.0, _c(sigma, lam) / jnp.where(bad, 1.0, lam))
-        return eta, rs, {"skipped": bad, "status": _i32(jnp.where(bad, 6, 0))}
-
-    return MapRule("oracle", init, update, {"sigma": sigma, "exact": exact})
+    return map_rule("oracle", **_positional("oracle", args, hyper), exact=exact)
 
 
-class ArmijoRuleState(NamedTuple):
-    """State of :func:`armijo_rule`: η_{t−1}, the memory the next initial guess grows from."""
+def armijo_rule(*args: Any, **hyper: Any) -> MapRule:
+    """Armijo backtracking on a reduced model (:class:`eosmodel.tuners.ArmijoRule`).
 
-    memory: Array
-
-
-def armijo_rule(
-    c: Any = 0.1,
-    decrease_factor: Any = 0.8,
-    increase_factor: Any = 1.5,
-    max_stepsize: Any = 1.0,
-    max_trials: int = 30,
-    on_failure: str = "smallest",
-    init_rule: str = "increase",
-) -> MapRule:
-    """Armijo backtracking line search on the reduced model (:func:`eosmodel.tuners.armijo`).
-
-    Math (science.md §3.1): η₀ = min(γ·η_{t−1}, η_max) (η_{−1} = η_max; η₀ = η_max with
-    ``init_rule="max"``); trials η₀, βη₀, β²η₀, … (at most m) until
-
-        f(w − ηg) ≤ f(w) − c·η·‖g‖²,
-
-    with f(w − ηg) = ``model.loss(model.step(state, η))`` exact on the reduced state, c = ``c``,
-    β = ``decrease_factor``, γ = ``increase_factor``, η_max = ``max_stepsize``, m = ``max_trials``.
-    When no trial passes: ``on_failure="smallest"`` takes the last (smallest) trial unless its
-    loss is non-finite, ``"skip"`` takes no step; either way η_{t−1} ← the smallest trial.
+    Math (science.md §3.1): the first of η₀, βη₀, … (at most m trials) with
+    f(w − ηg) ≤ f(w) − c·η·‖g‖², where f(w − ηg) = ``model.loss(model.step(state, η))`` is exact
+    on the reduced state; η₀ = min(γ·η_{t−1}, η_max).
 
     Args:
-      c: c ∈ (0, 1). decrease_factor: β ∈ (0, 1). increase_factor: γ ≥ 1. max_stepsize:
-        η_max > 0. max_trials: m ≥ 1 (static). on_failure: ``"smallest"`` | ``"skip"`` (static).
-        init_rule: ``"increase"`` | ``"max"`` (static). Numbers may be traced inside ``vmap``.
+      *args, **hyper: the hyperparameters of :class:`eosmodel.tuners.ArmijoRule` (same names,
+        order and defaults: ``c``, ``decrease_factor``, ``increase_factor``, ``max_stepsize``,
+        ``max_trials``, ``on_failure``, ``init_rule``); numbers may be traced inside ``vmap``.
 
     Returns:
-      A :class:`MapRule`; diagnostics ``skipped``, ``status`` (0 ok, 1 non-finite input, 4 no
-      trial passed, 5 no trial passed and the last was non-finite), ``num_trials``, ``failed``,
-      ``initial_stepsize``, as :class:`eosmodel.tuners.ArmijoInfo`.
-
-    Reference: Armijo (1966); Vaswani et al., arXiv 1905.09997; Roulet et al., arXiv 2312.00209.
+      A :class:`MapRule`; diagnostics as :class:`eosmodel.tuners.ArmijoInfo`.
     """
-    _check("c", c, 0.0, 1.0)
-    _check("decrease_factor", decrease_factor, 0.0, 1.0)
-    _check("increase_factor", increase_factor, 1.0, closed_lo=True)
-    _check("max_stepsize", max_stepsize, 0.0)
-    if isinstance(max_trials, bool) or int(max_trials) != max_trials or max_trials < 1:
-        raise ValueError(f"max_trials must be an integer >= 1, got {max_trials!r}; pass e.g. 30.")
-    if on_failure not in ("smallest", "skip"):
-        raise ValueError(f"on_failure must be 'smallest' or 'skip', got {on_failure!r}.")
-    if init_rule not in ("increase", "max"):
-        raise ValueError(f"init_rule must be 'increase' or 'max', got {init_rule!r}.")
-    max_trials = int(max_trials)
-
-    def init(model, state):
-        f = model.loss(state)
-        return ArmijoRuleState(memory=_c(max_stepsize, f) * jnp.ones_like(f))
-
-    def update(model, state, rs):
-        f0 = model.loss(state)
-        g2 = model.grad_norm_sq(state)
-        cc, beta, emax = _c(c, f0), _c(decrease_factor, f0), _c(max_stepsize, f0)
-        memory = emax * jnp.ones_like(f0) if init_rule == "max" else rs.memory
-        eta0 = jnp.minimum(_c(increase_factor, f0) * memory, emax)
-        finite_in = jnp.isfinite(f0) & jnp.isfinite(g2)
-
-        def cond(carry):  # no search on a non-finite input (as the real tuner)
-            k, err, _ = carry
-            return (k < max_trials) & ~(err <= 0) & finite_in
-
-        def body(carry):
-            k, _, eta = carry
-            eta = jnp.where(k > 0, beta * eta, eta)
-            ft = model.loss(model.step(state, eta))
-            err = ft - f0 + cc * eta * g2  # the optax decrease error, NaN -> inf, clipped at 0
-            err = jnp.maximum(jnp.where(jnp.isnan(err), jnp.inf, err), 0.0)
-            return k + 1, err, eta
-
-        n, err, last = lax.while_loop(
-            cond, body, (jnp.zeros(jnp.shape(f0), jnp.int32), jnp.full_like(f0, jnp.inf), eta0)
-        )
-        failed = finite_in & (err > 0)
-        nonfinite_trial = jnp.isinf(err)
-        take = finite_in & (~failed | ((on_failure == "smallest") & ~nonfinite_trial))
-        eta = jnp.where(take, last, 0.0)
-        status = jnp.where(~finite_in, 1, jnp.where(~failed, 0, jnp.where(nonfinite_trial, 5, 4)))
-        diag = {
-            "skipped": ~take,
-            "status": _i32(status),
-            "num_trials": jnp.where(finite_in, n, 0).astype(jnp.int32),
-            "failed": failed,
-            "initial_stepsize": eta0,
-        }
-        return eta, ArmijoRuleState(memory=jnp.where(finite_in, last, rs.memory)), diag
-
-    hyper = dict(c=c, decrease_factor=decrease_factor, increase_factor=increase_factor,
-                 max_stepsize=max_stepsize, max_trials=max_trials, on_failure=on_failure,
-                 init_rule=init_rule)
-    return MapRule("armijo", init, update, hyper)
+    return map_rule("armijo", **_positional("armijo", args, hyper))
 
 
-class PolyakRuleState(NamedTuple):
-    """State of :func:`polyak_rule`: the last positive stepsize (for the smoothed cap)."""
+def polyak_rule(*args: Any, **hyper: Any) -> MapRule:
+    """Polyak stepsize SPS_max on a reduced model (:class:`eosmodel.tuners.PolyakRule`).
 
-    reference_stepsize: Array
-
-
-def polyak_rule(
-    c: Any = 0.5,
-    f_star: Any = 0.0,
-    max_stepsize: Any = 1.0,
-    smooth_cap: Any = None,
-    eps: Any = 0.0,
-) -> MapRule:
-    """Polyak stepsize SPS_max on the reduced model (:func:`eosmodel.tuners.polyak`).
-
-    Math (science.md §3.2): η = min((f − f*)/(c·‖g‖²), Γ_t), with f = ``model.loss``, ‖g‖² =
-    ``model.grad_norm_sq``, Γ_t = γ_max, or min(τ·η_{t−1}, γ_max) with the smoothed cap τ; no
-    step (η = 0) when the inputs are non-finite, ‖g‖² ≤ eps or f < f*.
+    Math (science.md §3.2): η = min((f − f*)/(c·‖g‖²), Γ_t) with f = ``model.loss`` and ‖g‖² =
+    ``model.grad_norm_sq``.
 
     Args:
-      c: c > 0. f_star: f*. max_stepsize: γ_max > 0. smooth_cap: τ ≥ 1 or ``None`` (static
-        choice). eps: ≥ 0. Numbers may be traced inside ``vmap``.
+      *args, **hyper: the hyperparameters of :class:`eosmodel.tuners.PolyakRule` (``c``,
+        ``f_star``, ``max_stepsize``, ``smooth_cap``, ``eps``); numbers may be traced.
 
     Returns:
-      A :class:`MapRule`; diagnostics ``skipped``, ``status`` (0, 1, 2 zero gradient, 3 f < f*),
-      ``ratio`` (uncapped), ``cap``, as :class:`eosmodel.tuners.PolyakInfo`.
-
-    Reference: Loizou et al., arXiv 2002.10542.
+      A :class:`MapRule`; diagnostics as :class:`eosmodel.tuners.PolyakInfo`.
     """
-    _check("c", c, 0.0)
-    _check("f_star", f_star, -math.inf)
-    _check("max_stepsize", max_stepsize, 0.0)
-    if smooth_cap is not None:
-        _check("smooth_cap", smooth_cap, 1.0, closed_lo=True)
-    _check("eps", eps, 0.0, closed_lo=True)
-
-    def init(model, state):
-        f = model.loss(state)
-        return PolyakRuleState(reference_stepsize=_c(max_stepsize, f) * jnp.ones_like(f))
-
-    def update(model, state, rs):
-        f = model.loss(state)
-        g2 = model.grad_norm_sq(state)
-        finite = jnp.isfinite(f) & jnp.isfinite(g2)
-        gap = f - _c(f_star, f)
-        zero = finite & (g2 <= _c(eps, f))
-        below = finite & ~zero & (gap < 0)
-        defined = finite & ~zero
-        ratio = jnp.where(defined, gap / jnp.where(defined, _c(c, f) * g2, 1.0), 0.0)
-        gmax = _c(max_stepsize, f)
-        if smooth_cap is None:
-            cap = gmax * jnp.ones_like(f)
-        else:
-            cap = jnp.minimum(_c(smooth_cap, f) * rs.reference_stepsize, gmax)
-        skip = ~finite | zero | below
-        eta = jnp.where(skip, 0.0, jnp.minimum(ratio, cap))
-        status = jnp.where(~finite, 1, jnp.where(zero, 2, jnp.where(below, 3, 0)))
-        diag = {"skipped": skip, "status": _i32(status), "ratio": ratio, "cap": cap}
-        new = PolyakRuleState(jnp.where(eta > 0, eta, rs.reference_stepsize))
-        return eta, new, diag
-
-    hyper = dict(c=c, f_star=f_star, max_stepsize=max_stepsize, smooth_cap=smooth_cap, eps=eps)
-    return MapRule("polyak", init, update, hyper)
+    return map_rule("polyak", **_positional("polyak", args, hyper))
 
 
-class CDATRuleState(NamedTuple):
-    """State of :func:`cdat_rule`: the moving averages and the count of measurements."""
+def cdat_rule(*args: Any, **hyper: Any) -> MapRule:
+    """CDAT on a reduced model (:class:`eosmodel.tuners.CDATRule` with d = g).
 
-    ema_numerator: Array
-    ema_curvature: Array
-    count: Array
-
-
-def cdat_rule(sigma: Any = 2.0, eps: Any = 0.0, ema: Any = None) -> MapRule:
-    """CDAT on the reduced model (:func:`eosmodel.tuners.cdat` with u = −g).
-
-    Math (science.md §3.4): η = σ·N/D with N = max(‖g‖², 0) and D = |gᵀHg| + ε, using
-    ``model.grad_norm_sq`` and ``model.curvature``; with ``ema = ρ`` both are replaced by their
-    debiased exponential moving averages. No step when the inputs are non-finite (status 1) or
-    D ≤ 0 / η non-finite (status 6).
+    Math (science.md §3.4): η = σ·‖g‖²/(|gᵀHg| + ε) with ``model.grad_norm_sq`` and
+    ``model.curvature`` (or their debiased moving averages with ``ema``).
 
     Args:
-      sigma: σ > 0 (2 "on edge", 1 greedy). eps: ε ≥ 0. ema: ρ ∈ [0, 1) or ``None`` (static
-        choice). Numbers may be traced inside ``vmap``.
+      *args, **hyper: the hyperparameters of :class:`eosmodel.tuners.CDATRule` (``sigma``,
+        ``eps``, ``ema``); numbers may be traced.
 
     Returns:
-      A :class:`MapRule`; diagnostics ``skipped``, ``status``, ``numerator``, ``denominator``,
-      as :class:`eosmodel.tuners.CDATInfo`.
-
-    Reference: Roulet, Agarwala, Grill, Swirszcz, Blondel, Pedregosa, arXiv 2407.06183.
+      A :class:`MapRule`; diagnostics as :class:`eosmodel.tuners.CDATInfo`.
     """
-    _check("sigma", sigma, 0.0)
-    _check("eps", eps, 0.0, closed_lo=True)
-    if ema is not None:
-        _check("ema", ema, 0.0, 1.0, closed_lo=True)
-
-    def init(model, state):
-        z = jnp.zeros_like(model.loss(state))
-        return CDATRuleState(z, z, jnp.zeros(jnp.shape(z), jnp.int32))
-
-    def update(model, state, rs):
-        g2 = model.grad_norm_sq(state)
-        finite = jnp.isfinite(model.loss(state)) & jnp.isfinite(g2)
-        numerator = jnp.where(finite, jnp.maximum(g2, 0.0), 0.0)
-        curvature = jnp.where(finite, jnp.abs(model.curvature(state)), 0.0)
-        measured = finite & jnp.isfinite(numerator) & jnp.isfinite(curvature)
-        e = _c(eps, g2)
-        if ema is None:
-            new = rs
-            num, den = numerator, curvature + e
-        else:
-            rho = _c(ema, g2)
-            m = jnp.where(measured, rho * rs.ema_numerator + (1 - rho) * numerator, rs.ema_numerator)
-            v = jnp.where(measured, rho * rs.ema_curvature + (1 - rho) * curvature, rs.ema_curvature)
-            count = jnp.where(measured, rs.count + 1, rs.count).astype(jnp.int32)
-            debias = 1.0 - rho ** jnp.maximum(count, 1).astype(g2.dtype)
-            new = CDATRuleState(m, v, count)
-            num, den = m / debias, v / debias + e
-        raw = _c(sigma, g2) * num / jnp.where(den > 0, den, 1.0)
-        degenerate = finite & ~(measured & (den > 0) & jnp.isfinite(raw))
-        skip = ~finite | degenerate
-        eta = jnp.where(skip, 0.0, raw)
-        diag = {
-            "skipped": skip,
-            "status": _i32(jnp.where(~finite, 1, jnp.where(degenerate, 6, 0))),
-            "numerator": jnp.where(finite & jnp.isfinite(num), num, 0.0),
-            "denominator": jnp.where(finite & jnp.isfinite(den), den, 0.0),
-        }
-        return eta, new, diag
-
-    return MapRule("cdat", init, update, dict(sigma=sigma, eps=eps, ema=ema))
+    return map_rule("cdat", **_positional("cdat", args, hyper))
 
 
 #: Rule factories by name (the tuners of :mod:`eosmodel.tuners` plus the ``oracle``).
@@ -807,34 +700,6 @@ RULES: dict[str, Callable[..., MapRule]] = {
     "polyak": polyak_rule,
     "cdat": cdat_rule,
 }
-
-
-def map_rule(config: Any, **hyper: Any) -> MapRule:
-    """Build a reduced tuner rule from a tuner config or a name and hyperparameters.
-
-    ``map_rule({"name": "polyak", "c": 0.5})``, ``map_rule(tuner_config("sps-0.5"))`` or
-    ``map_rule("oracle", sigma=1.5)``: the config keys are those of :mod:`eosmodel.tuners`
-    (``preset``/``preset_args`` provenance keys are ignored), plus the rule ``oracle``.
-
-    Raises:
-      ValueError: an unknown rule or hyperparameter, or a hyperparameter out of range.
-    """
-    if isinstance(config, str):
-        name, hyper = config, dict(hyper)
-    else:
-        hyper = {k: v for k, v in dict(config, **hyper).items() if k not in ("preset", "preset_args")}
-        if "name" not in hyper:
-            raise ValueError("config needs a 'name' key naming the rule, e.g. {'name': 'polyak'}.")
-        name = hyper.pop("name")
-    if name not in RULES:
-        raise ValueError(f"rule must be one of {sorted(RULES)}, got {name!r}; pick one of them.")
-    try:
-        return RULES[name](**hyper)
-    except TypeError as err:
-        raise ValueError(
-            f"bad hyperparameters {sorted(hyper)} for rule {name!r} ({err}); see "
-            f"eosmodel.toys.{name}_rule for the valid ones."
-        ) from None
 
 
 def reduce_toy(toy: Any) -> tuple[Any, Callable[[Any], Any]]:

@@ -1,12 +1,33 @@
-"""Stepsize tuners as optax transformations: constant, Armijo, Polyak SPS_max, CDAT.
+"""Stepsize tuners: constant, oracle σ/λ, Armijo, Polyak SPS_max, CDAT, each defined once.
 
-Every factory returns an ``optax.GradientTransformationExtraArgs`` whose update is
+Each tuner's stepsize rule is ONE pure function of local quantities, a frozen dataclass whose
+fields are the hyperparameters (validated at construction when concrete; they may be traced JAX
+values, e.g. under ``optax.inject_hyperparams`` or in a ``vmap``-ed sweep) and whose call returns
+``(eta, new_rule_state, info)``:
 
-    update(updates, state, params, *, value=None, grad=None, value_fn=None) -> (-eta * updates, state)
+* :class:`ConstantRule`: ``rule((), *, finite, dtype)``, η = η₀;
+* :class:`OracleRule`: ``rule((), *, sharpness, finite=True)``, η = σ/λ;
+* :class:`ArmijoRule`: ``rule(rule_state, *, value, slope, trial, finite=True)``, backtracking on
+  the scalar trial function φ(η) = f(w − η·d) (``trial``), slope ⟨g, d⟩;
+* :class:`PolyakRule`: ``rule(rule_state, *, value, grad_norm_sq, finite=True)``, SPS_max;
+* :class:`CDATRule`: ``rule(rule_state, *, slope, curvature, finite=True)``, η = σ·⟨g, d⟩/(|dᵀHd| + ε).
+
+(``rule.init(like)`` gives the initial rule state in the dtype and shape of ``like``.) The optax
+transformations below and the reduced-map rules of :func:`eosmodel.toys.map_rule` are thin
+adapters that compute these quantities (from parameters, or from a reduced model's state) and call
+the rule. :data:`STEPSIZE_RULES` lists the rules by config name.
+
+Every optax factory returns an ``optax.GradientTransformationExtraArgs`` whose update is
+
+    update(updates, state, params, *, value=None, grad=None, value_fn=None, **extra_args)
+        -> (-eta * updates, state)
 
 (``updates`` is the gradient g; apply with ``optax.apply_updates``). The state is a NamedTuple
 with ``stepsize`` (the stepsize taken, 0 when skipped, in the dtype of ``params``) and ``info``
-(scalar diagnostics, always with ``skipped`` and ``status``). Read them from any (chained)
+(scalar diagnostics, always with ``skipped`` and ``status``; the rule's ``info``). Extra keyword
+arguments are accepted, as by optax's own transformations (so a tuner can sit in an
+``optax.chain``); Armijo and CDAT pass those their ``value_fn`` names on to it (e.g. a batch).
+Every factory works with ``optax.inject_hyperparams`` under ``jit``. Read them from any (chained)
 optimizer state with :func:`read_stepsize` / :func:`read_diagnostics`. Build from configs with
 :func:`make_tuner` / :func:`tuner_config` / :data:`PRESETS`.
 
@@ -27,7 +48,7 @@ Example:
   1.0
 """
 
-from eosmodel.tuners._armijo import ArmijoInfo, ArmijoState, armijo
+from eosmodel.tuners._armijo import ArmijoInfo, ArmijoRule, ArmijoRuleState, ArmijoState, armijo
 from eosmodel.tuners._base import (
     STATUS_BELOW_F_STAR,
     STATUS_DEGENERATE,
@@ -40,22 +61,42 @@ from eosmodel.tuners._base import (
     read_diagnostics,
     read_stepsize,
 )
-from eosmodel.tuners._cdat import CDATInfo, CDATState, cdat
-from eosmodel.tuners._constant import ConstantInfo, ConstantState, constant
-from eosmodel.tuners._polyak import PolyakInfo, PolyakState, polyak
-from eosmodel.tuners._presets import PRESET_ARGUMENTS, PRESETS, TUNERS, make_tuner, tuner_config
+from eosmodel.tuners._cdat import CDATInfo, CDATRule, CDATRuleState, CDATState, cdat
+from eosmodel.tuners._constant import ConstantInfo, ConstantRule, ConstantState, constant
+from eosmodel.tuners._oracle import OracleInfo, OracleRule, OracleState, oracle
+from eosmodel.tuners._polyak import PolyakInfo, PolyakRule, PolyakRuleState, PolyakState, polyak
+from eosmodel.tuners._presets import (
+    PRESET_ARGUMENTS,
+    PRESETS,
+    STEPSIZE_RULES,
+    TUNERS,
+    build_rule,
+    make_tuner,
+    tuner_config,
+)
 
 __all__ = [
     "ArmijoInfo",
+    "ArmijoRule",
+    "ArmijoRuleState",
     "ArmijoState",
     "CDATInfo",
+    "CDATRule",
+    "CDATRuleState",
     "CDATState",
     "ConstantInfo",
+    "ConstantRule",
     "ConstantState",
+    "OracleInfo",
+    "OracleRule",
+    "OracleState",
     "PRESETS",
     "PRESET_ARGUMENTS",
     "PolyakInfo",
+    "PolyakRule",
+    "PolyakRuleState",
     "PolyakState",
+    "STEPSIZE_RULES",
     "STATUS_BELOW_F_STAR",
     "STATUS_DEGENERATE",
     "STATUS_LINESEARCH_FAILED",
@@ -66,9 +107,11 @@ __all__ = [
     "STATUS_ZERO_GRADIENT",
     "TUNERS",
     "armijo",
+    "build_rule",
     "cdat",
     "constant",
     "make_tuner",
+    "oracle",
     "polyak",
     "read_diagnostics",
     "read_stepsize",

@@ -20,8 +20,10 @@ Whenever ``info.skipped`` is set, the update is exactly zero.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -55,12 +57,23 @@ def register_state(cls: type) -> type:
 
 
 # ----------------------------------------------------------------------------------------------
-# Construction-time validation (plain Python numbers only: hyperparameters are static).
+# Construction-time validation. Hyperparameters may be traced JAX values (``inject_hyperparams``,
+# a ``vmap``-ed sweep): a traced value cannot be inspected in Python, so it is returned unchecked;
+# a concrete value (Python number, numpy scalar, concrete 0-d array) is checked and returned as a
+# Python number.
 # ----------------------------------------------------------------------------------------------
 
 
-def as_real(name: str, value: Any) -> float:
-    """Return ``value`` as a Python float, or raise ``ValueError`` if it is not a real number."""
+def is_traced(value: Any) -> bool:
+    """True iff ``value`` is a JAX tracer (its number is unknown while tracing)."""
+    return isinstance(value, jax.core.Tracer)
+
+
+def as_real(name: str, value: Any) -> Any:
+    """Return ``value`` as a Python float (a tracer unchanged), or raise ``ValueError`` if it is
+    not a real number."""
+    if is_traced(value):
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         try:
             value = float(value)  # numpy scalars, 0-d arrays
@@ -74,16 +87,20 @@ def as_real(name: str, value: Any) -> float:
     return value
 
 
-def check_open(name: str, value: Any, lo: float, hi: float) -> float:
+def check_open(name: str, value: Any, lo: float, hi: float) -> Any:
     """Return ``value`` as float, or raise ``ValueError`` unless ``lo < value < hi``."""
+    if is_traced(value):
+        return value
     v = as_real(name, value)
     if not lo < v < hi:
         raise ValueError(f"{name} must lie in ({lo:g}, {hi:g}), got {value!r}; choose a value inside.")
     return v
 
 
-def check_positive(name: str, value: Any, *, finite: bool = True) -> float:
+def check_positive(name: str, value: Any, *, finite: bool = True) -> Any:
     """Return ``value`` as float, or raise ``ValueError`` unless ``value > 0`` (and finite)."""
+    if is_traced(value):
+        return value
     v = as_real(name, value)
     if not v > 0 or (finite and math.isinf(v)):
         raise ValueError(
@@ -92,24 +109,30 @@ def check_positive(name: str, value: Any, *, finite: bool = True) -> float:
     return v
 
 
-def check_nonnegative(name: str, value: Any) -> float:
+def check_nonnegative(name: str, value: Any) -> Any:
     """Return ``value`` as float, or raise ``ValueError`` unless ``0 <= value < inf``."""
+    if is_traced(value):
+        return value
     v = as_real(name, value)
     if not 0 <= v < math.inf:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}; pass e.g. 0.0.")
     return v
 
 
-def check_at_least(name: str, value: Any, lo: float) -> float:
+def check_at_least(name: str, value: Any, lo: float) -> Any:
     """Return ``value`` as float, or raise ``ValueError`` unless ``lo <= value < inf``."""
+    if is_traced(value):
+        return value
     v = as_real(name, value)
     if not lo <= v < math.inf:
         raise ValueError(f"{name} must be a finite number >= {lo:g}, got {value!r}; pass e.g. {lo:g}.")
     return v
 
 
-def check_positive_int(name: str, value: Any) -> int:
+def check_positive_int(name: str, value: Any) -> Any:
     """Return ``value`` as int, or raise ``ValueError`` unless it is an integer >= 1."""
+    if is_traced(value):
+        return value
     try:
         ok = not isinstance(value, (bool, str)) and int(value) == value and value >= 1
     except (TypeError, ValueError):
@@ -124,6 +147,31 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
     return value
+
+
+def check_finite(name: str, value: Any) -> Any:
+    """Return ``value`` as float, or raise ``ValueError`` unless it is a finite number."""
+    v = as_real(name, value)
+    if not is_traced(v) and not -math.inf < v < math.inf:
+        raise ValueError(f"{name} must be a finite number, got {value!r}; pass e.g. 0.0.")
+    return v
+
+
+def check_unit_interval(name: str, value: Any) -> Any:
+    """Return ``value`` as float, or raise ``ValueError`` unless ``0 <= value < 1``."""
+    v = as_real(name, value)
+    if not is_traced(v) and not 0.0 <= v < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1), got {value!r}; pass a decay such as 0.9, or None.")
+    return v
+
+
+def hyper(value: Any, like: Any) -> jax.Array:
+    """A hyperparameter (number or traced array) as an array of the floating dtype of ``like``.
+
+    For a Python number this is the value a weakly typed scalar would take in arithmetic with
+    ``like``, so ``hyper(c, x) * x == c * x`` bit for bit.
+    """
+    return jnp.asarray(value, dtype=jnp.result_type(like))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,6 +213,26 @@ def all_finite(*trees: Any) -> jax.Array:
 def tree_vdot(a: Any, b: Any) -> jax.Array:
     """Σ over leaves of ⟨a, b⟩ (real inputs), accumulated in the leaves' dtype."""
     return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def bind_value_fn(value_fn: Callable[..., Any], extra_args: dict[str, Any]) -> Callable[[Any], Any]:
+    """``value_fn`` with the extra update arguments it accepts bound (e.g. a mini-batch).
+
+    As optax's line searches do, an extra keyword argument of ``update`` that ``value_fn``'s
+    signature names (or every one, if it takes ``**kwargs``) is passed on to it; the others are
+    left to the transformations they are meant for (the tuner may sit in an ``optax.chain``).
+    """
+    if not extra_args:
+        return value_fn
+    try:
+        params = inspect.signature(value_fn).parameters
+    except (TypeError, ValueError):  # builtins without a signature: pass nothing
+        return value_fn
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        bound = dict(extra_args)
+    else:
+        bound = {k: v for k, v in extra_args.items() if k in params}
+    return functools.partial(value_fn, **bound) if bound else value_fn
 
 
 def descent_update(stepsize: jax.Array, direction: Any, skip: jax.Array) -> Any:

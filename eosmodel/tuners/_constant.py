@@ -1,7 +1,8 @@
-"""Constant stepsize: plain gradient descent w ← w − η·g."""
+"""Constant stepsize: plain gradient descent w ← w − η·g (the rule and its optax transformation)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -12,7 +13,7 @@ from eosmodel.tuners import _base
 
 
 class ConstantInfo(NamedTuple):
-    """Diagnostics of :func:`constant`.
+    """Diagnostics of :func:`constant` / :class:`ConstantRule`.
 
     Attributes:
       skipped: bool, no step was taken (non-finite value or gradient).
@@ -31,18 +32,58 @@ class ConstantState(NamedTuple):
     info: ConstantInfo
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class ConstantRule:
+    """The constant stepsize rule η_t = η, as a pure function of the local quantities.
+
+    Math: η_t = η (``stepsize``) when the inputs are finite, else 0 (no step, status 1).
+
+    Args:
+      stepsize: η > 0 (finite; may be a traced value, then it is not validated).
+
+    Call: ``rule(rule_state, *, finite, dtype) -> (eta, rule_state, ConstantInfo)``; ``finite``
+    (bool, any shape) says whether the value and gradient were finite; ``rule_state`` is ``()``
+    (the rule keeps no state; :meth:`init` returns it).
+
+    Failure modes: a non-positive or non-finite concrete ``stepsize`` raises ``ValueError``.
+
+    Example:
+      >>> eta, _, info = ConstantRule(0.5)((), finite=True, dtype="float32")
+      >>> float(eta), bool(info.skipped)
+      (0.5, False)
+    """
+
+    stepsize: Any
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stepsize", _base.check_positive("stepsize", self.stepsize))
+
+    def init(self, like: Any) -> tuple:
+        """The rule's state: ``()`` (none)."""
+        del like
+        return ()
+
+    def __call__(self, rule_state: tuple, *, finite: Any, dtype: Any) -> tuple[jax.Array, tuple, ConstantInfo]:
+        skip = ~jnp.asarray(finite, bool)
+        eta = jnp.where(skip, 0.0, jnp.asarray(self.stepsize, dtype)).astype(dtype)
+        status = jnp.where(skip, _base.STATUS_NONFINITE_INPUT, _base.STATUS_OK).astype(jnp.int32)
+        return eta, rule_state, ConstantInfo(skipped=skip, status=status)
+
+
 def constant(stepsize: float) -> optax.GradientTransformationExtraArgs:
     """Fixed stepsize: the update is −η·g, the baseline whose sharpness settles at 2/η.
 
-    Math: w_{t+1} = w_t − η·g_t, with η = ``stepsize`` and g_t = ``updates``.
+    Math: w_{t+1} = w_t − η·g_t, with η = ``stepsize`` and g_t = ``updates``
+    (:class:`ConstantRule`).
 
     Args:
       stepsize: η > 0 (finite).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose ``update(updates, state, params, *,
-      value=None, grad=None, value_fn=None)`` returns ``-stepsize * updates``; ``value`` and
-      ``grad``, when given, are only checked for finiteness; ``value_fn`` is unused.
+      value=None, grad=None, value_fn=None, **extra_args)`` returns ``-stepsize * updates``;
+      ``value`` and ``grad``, when given, are only checked for finiteness; ``value_fn`` and other
+      extra arguments are unused.
 
     Failure modes:
       Non-finite ``updates``/``grad``/``value``: zero update, ``info.skipped = True``,
@@ -58,7 +99,7 @@ def constant(stepsize: float) -> optax.GradientTransformationExtraArgs:
       >>> updates.tolist(), bool(state.info.skipped)
       ([-1.0], False)
     """
-    eta = _base.check_positive("stepsize", stepsize)
+    rule = ConstantRule(stepsize)
 
     def init_fn(params: Any) -> ConstantState:
         dtype = _base.real_dtype(params)
@@ -77,21 +118,12 @@ def constant(stepsize: float) -> optax.GradientTransformationExtraArgs:
         value: Any = None,
         grad: Any = None,
         value_fn: Callable[[Any], Any] | None = None,
+        **extra_args: Any,
     ) -> tuple[Any, ConstantState]:
-        del params, value_fn  # unused: a constant stepsize needs neither
+        del params, value_fn, extra_args  # unused: a constant stepsize needs none of them
         dtype = state.stepsize.dtype
-        finite = _base.all_finite(updates, grad, value)
-        skip = ~finite
-        new_updates = _base.descent_update(_base.scalar(eta, dtype), updates, skip)
-        new_state = ConstantState(
-            stepsize=_base.scalar(jnp.where(skip, 0.0, eta), dtype),
-            info=ConstantInfo(
-                skipped=skip,
-                status=_base.scalar(
-                    jnp.where(skip, _base.STATUS_NONFINITE_INPUT, _base.STATUS_OK), "int32"
-                ),
-            ),
-        )
-        return new_updates, new_state
+        eta, _, info = rule((), finite=_base.all_finite(updates, grad, value), dtype=dtype)
+        new_updates = _base.descent_update(eta, updates, info.skipped)
+        return new_updates, ConstantState(stepsize=_base.scalar(eta, dtype), info=info)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -1,7 +1,9 @@
-"""Polyak stepsize SPS_max (Loizou et al.), with an optional smoothed cap."""
+"""Polyak stepsize SPS_max (Loizou et al.), with an optional smoothed cap: the rule and its optax
+transformation."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -12,7 +14,7 @@ from eosmodel.tuners import _base
 
 
 class PolyakInfo(NamedTuple):
-    """Diagnostics of :func:`polyak` for the last update.
+    """Diagnostics of :func:`polyak` / :class:`PolyakRule` for the last update.
 
     Attributes:
       skipped: bool, no step was taken (non-finite input, ‖g‖² ≤ eps, or f < f*).
@@ -28,6 +30,13 @@ class PolyakInfo(NamedTuple):
     cap: jax.Array
 
 
+class PolyakRuleState(NamedTuple):
+    """State of :class:`PolyakRule`: ``reference_stepsize`` = η_{t−1} of the smoothed cap, the last
+    positive stepsize taken (γ_max before the first step; unused without ``smooth_cap``)."""
+
+    reference_stepsize: jax.Array
+
+
 @_base.register_state
 class PolyakState(NamedTuple):
     """State of :func:`polyak`.
@@ -35,13 +44,106 @@ class PolyakState(NamedTuple):
     Attributes:
       stepsize: the stepsize the last update took (0 when it took no step).
       info: :class:`PolyakInfo` diagnostics.
-      reference_stepsize: η_{t−1} of the smoothed cap: the last positive stepsize taken
-        (γ_max before the first step). Unused without ``smooth_cap``.
+      rule_state: :class:`PolyakRuleState` (the smoothed cap's reference stepsize).
     """
 
     stepsize: jax.Array
     info: PolyakInfo
-    reference_stepsize: jax.Array
+    rule_state: PolyakRuleState
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PolyakRule:
+    """The Polyak rule SPS_max, η = min((f − f*)/(c‖g‖²), Γ_t), on local quantities.
+
+    Math:
+
+        η_t = min( (f − f*) / (c·‖g‖²),  Γ_t ),
+        Γ_t = γ_max                                   (``smooth_cap=None``),
+        Γ_t = min(τ·η_{t−1}, γ_max), Γ_0 = γ_max       (smoothed cap),
+
+    with f = ``value``, ‖g‖² = ``grad_norm_sq``, f* = ``f_star``, c = ``c``, γ_max =
+    ``max_stepsize``, τ = ``smooth_cap`` and η_{t−1} the last positive stepsize taken. No step
+    (η = 0) when ``finite`` is False (status 1), ‖g‖² ≤ ``eps`` (status 2) or f < f* (status 3).
+    On f = ½λw² with f* = 0: η = min(1/(2cλ), γ_max).
+
+    Args:
+      c: c > 0. Default 0.5.
+      f_star: f*, finite. Default 0.0.
+      max_stepsize: γ_max > 0. Default 1.0.
+      smooth_cap: τ ≥ 1, or ``None`` (fixed cap; a static choice).
+      eps: ≥ 0, the zero-gradient guard. Default 0.0.
+
+    The numbers may be traced JAX values (then they are not validated).
+
+    Call: ``rule(rule_state, *, value, grad_norm_sq, finite=True) -> (eta, rule_state,
+    PolyakInfo)``, elementwise over the shape of ``value``.
+
+    Failure modes: bad concrete hyperparameters raise ``ValueError``.
+
+    Reference: Loizou et al., arXiv 2002.10542.
+
+    Example:
+      >>> rule = PolyakRule(c=0.5, max_stepsize=10.0)  # f = 2w², λ = 4, at w = 1
+      >>> eta, _, info = rule(rule.init(0.0), value=2.0, grad_norm_sq=16.0)
+      >>> float(eta), float(info.ratio)  # 1/(2cλ)
+      (0.25, 0.25)
+    """
+
+    c: Any = 0.5
+    f_star: Any = 0.0
+    max_stepsize: Any = 1.0
+    smooth_cap: Any = None
+    eps: Any = 0.0
+
+    def __post_init__(self) -> None:
+        checked = {
+            "c": _base.check_positive("c", self.c),
+            "f_star": _base.check_finite("f_star", self.f_star),
+            "max_stepsize": _base.check_positive("max_stepsize", self.max_stepsize),
+            "smooth_cap": None if self.smooth_cap is None
+            else _base.check_at_least("smooth_cap", self.smooth_cap, 1.0),
+            "eps": _base.check_nonnegative("eps", self.eps),
+        }
+        for key, value in checked.items():
+            object.__setattr__(self, key, value)
+
+    def init(self, like: Any) -> PolyakRuleState:
+        """η_{−1} = γ_max, in the dtype and shape of ``like``."""
+        like = jnp.asarray(like)
+        return PolyakRuleState(reference_stepsize=jnp.full(jnp.shape(like), _base.hyper(self.max_stepsize, like)))
+
+    def __call__(
+        self, rule_state: PolyakRuleState, *, value: Any, grad_norm_sq: Any, finite: Any = True
+    ) -> tuple[jax.Array, PolyakRuleState, PolyakInfo]:
+        f = jnp.asarray(value)
+        if not jnp.issubdtype(f.dtype, jnp.floating):
+            f = f.astype(rule_state.reference_stepsize.dtype)
+        dtype = f.dtype
+        g2 = jnp.asarray(grad_norm_sq, dtype)
+        finite = jnp.asarray(finite, bool)
+        gap = f - _base.hyper(self.f_star, f)
+        zero_grad = finite & (g2 <= _base.hyper(self.eps, f))
+        below = finite & ~zero_grad & (gap < 0)
+        defined = finite & ~zero_grad
+        ratio = jnp.where(defined, gap / jnp.where(defined, _base.hyper(self.c, f) * g2, 1.0), 0.0).astype(dtype)
+        gamma_max = _base.hyper(self.max_stepsize, f)
+        if self.smooth_cap is None:
+            cap = jnp.full_like(f, gamma_max)
+        else:
+            cap = jnp.minimum(_base.hyper(self.smooth_cap, f) * rule_state.reference_stepsize, gamma_max)
+        cap = cap.astype(dtype)
+        skip = ~finite | zero_grad | below
+        eta = jnp.where(skip, 0.0, jnp.minimum(ratio, cap)).astype(dtype)
+        status = jnp.where(
+            ~finite,
+            _base.STATUS_NONFINITE_INPUT,
+            jnp.where(
+                zero_grad, _base.STATUS_ZERO_GRADIENT, jnp.where(below, _base.STATUS_BELOW_F_STAR, _base.STATUS_OK)
+            ),
+        ).astype(jnp.int32)
+        new_state = PolyakRuleState(jnp.where(eta > 0, eta, rule_state.reference_stepsize).astype(dtype))
+        return eta, new_state, PolyakInfo(skipped=skip, status=status, ratio=ratio, cap=cap)
 
 
 def polyak(
@@ -51,27 +153,26 @@ def polyak(
     smooth_cap: float | None = None,
     eps: float = 0.0,
 ) -> optax.GradientTransformationExtraArgs:
-    """Polyak stepsize SPS_max: η = min((f − f*)/(c‖g‖²), γ_max).
+    """Polyak stepsize SPS_max: η = min((f − f*)/(c‖g‖²), γ_max), as an optax transformation.
 
-    Math:
+    Math (:class:`PolyakRule`), with f(w_t) = ``value``, g_t = ``grad`` (defaults to ``updates``;
+    the step follows −``updates``):
 
         η_t = min( (f(w_t) − f*) / (c·‖g_t‖²),  Γ_t ),
         Γ_t = γ_max                                   (``smooth_cap=None``),
         Γ_t = min(τ·η_{t−1}, γ_max), Γ_0 = γ_max       (smoothed cap),
 
-    with f(w_t) = ``value``, g_t = ``grad`` (defaults to ``updates``; the step follows
-    −``updates``), f* = ``f_star``, c = ``c``, γ_max = ``max_stepsize`` and τ = ``smooth_cap`` the
-    *per-step* growth factor of the cap (Loizou et al.'s smoothing uses τ = γ^{b/n} for batch size
-    b, data set size n and a per-epoch factor γ, e.g. 2^{b/n}; pass that number). η_{t−1} is the
-    last positive stepsize taken, so a skipped step does not collapse the cap. On f = ½λw² with
-    f* = 0: η = min(1/(2cλ), γ_max).
+    τ = ``smooth_cap`` is the *per-step* growth factor of the cap (Loizou et al.'s smoothing uses
+    τ = γ^{b/n} for batch size b, data set size n and a per-epoch factor γ, e.g. 2^{b/n}; pass
+    that number). η_{t−1} is the last positive stepsize taken, so a skipped step does not
+    collapse the cap. On f = ½λw² with f* = 0: η = min(1/(2cλ), γ_max).
 
     optax 0.2.8's ``polyak_sgd(scaling=s, max_learning_rate=m)`` is ``chain(sgd(s),
     scale_by_polyak(m))``: the Polyak ratio is measured on the already scaled updates −s·g, so its
     step is s·min(gap/(s²‖g‖²), m) = min(gap/(s‖g‖²), s·m). With a fixed cap this rule therefore
     equals it at s = c, m = γ_max/c (not s = 1/c; both facts are tested). The ratio is computed
-    here rather than through optax because the per-step (smoothed) cap and the diagnostics
-    (uncapped ratio, cap in force) are not exposed by optax.
+    by :class:`PolyakRule` rather than through optax because the same rule runs on reduced maps,
+    and the per-step (smoothed) cap and the diagnostics are not exposed by optax.
 
     Args:
       c: c > 0. Default 0.5 (0.2 is the other common choice).
@@ -80,10 +181,12 @@ def polyak(
       smooth_cap: τ ≥ 1, the per-step growth factor of the smoothed cap, or ``None`` (fixed cap).
       eps: ≥ 0; no step when ‖g‖² ≤ eps (the zero-gradient guard). Default 0.0.
 
+    Numbers may be traced (``optax.inject_hyperparams(polyak)(c=0.2)`` works under ``jit``).
+
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose ``update(updates, state, params, *,
-      value, grad=None, value_fn=None)`` returns ``-eta * updates``; ``value`` is required,
-      ``value_fn`` is unused.
+      value, grad=None, value_fn=None, **extra_args)`` returns ``-eta * updates``; ``value`` is
+      required, ``value_fn`` and other extra arguments are unused.
 
     Failure modes:
       No step (``skipped=True``) when the value or gradient is non-finite (``status=1``), when
@@ -100,13 +203,7 @@ def polyak(
       >>> float(s.stepsize)  # 1/(2cλ)
       0.25
     """
-    c = _base.check_positive("c", c)
-    f_star = _base.as_real("f_star", f_star)
-    if not -float("inf") < f_star < float("inf"):
-        raise ValueError(f"f_star must be a finite number, got {f_star!r}; pass e.g. 0.0.")
-    gamma_max = _base.check_positive("max_stepsize", max_stepsize)
-    tau = None if smooth_cap is None else _base.check_at_least("smooth_cap", smooth_cap, 1.0)
-    eps = _base.check_nonnegative("eps", eps)
+    rule = PolyakRule(c, f_star, max_stepsize, smooth_cap, eps)
 
     def init_fn(params: Any) -> PolyakState:
         dtype = _base.real_dtype(params)
@@ -117,9 +214,9 @@ def polyak(
                 skipped=_base.scalar(False, bool),
                 status=_base.scalar(_base.STATUS_OK, "int32"),
                 ratio=zero,
-                cap=_base.scalar(gamma_max, dtype),
+                cap=_base.scalar(rule.max_stepsize, dtype),
             ),
-            reference_stepsize=_base.scalar(gamma_max, dtype),
+            rule_state=rule.init(zero),
         )
 
     def update_fn(
@@ -130,35 +227,17 @@ def polyak(
         value: Any = None,
         grad: Any = None,
         value_fn: Callable[[Any], Any] | None = None,
+        **extra_args: Any,
     ) -> tuple[Any, PolyakState]:
-        del params, value_fn  # unused
+        del params, value_fn, extra_args  # unused
         _base.require("value", value, "polyak")
         dtype = state.stepsize.dtype
         grad = updates if grad is None else grad
         value = _base.scalar(value, dtype)
         finite = _base.all_finite(updates, grad, value)
         grad_sq = _base.tree_vdot(grad, grad).astype(dtype)
-        gap = value - f_star
-        zero_grad = finite & (grad_sq <= eps)
-        below = finite & ~zero_grad & (gap < 0)
-        defined = finite & ~zero_grad
-        ratio = jnp.where(defined, gap / jnp.where(defined, c * grad_sq, 1.0), 0.0).astype(dtype)
-        if tau is None:
-            cap = _base.scalar(gamma_max, dtype)
-        else:
-            cap = jnp.minimum(tau * state.reference_stepsize, gamma_max).astype(dtype)
-        skip = ~finite | zero_grad | below
-        eta = jnp.where(skip, 0.0, jnp.minimum(ratio, cap)).astype(dtype)
-        status = jnp.where(
-            ~finite,
-            _base.STATUS_NONFINITE_INPUT,
-            jnp.where(zero_grad, _base.STATUS_ZERO_GRADIENT, jnp.where(below, _base.STATUS_BELOW_F_STAR, _base.STATUS_OK)),
-        ).astype(jnp.int32)
-        new_state = PolyakState(
-            stepsize=eta,
-            info=PolyakInfo(skipped=skip, status=status, ratio=ratio, cap=cap),
-            reference_stepsize=jnp.where(eta > 0, eta, state.reference_stepsize).astype(dtype),
-        )
-        return _base.descent_update(eta, updates, skip), new_state
+        eta, rule_state, info = rule(state.rule_state, value=value, grad_norm_sq=grad_sq, finite=finite)
+        new_state = PolyakState(stepsize=eta, info=info, rule_state=rule_state)
+        return _base.descent_update(eta, updates, info.skipped), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

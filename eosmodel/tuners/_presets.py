@@ -1,4 +1,10 @@
-"""Named tuner settings, complete JSON configs, and building a tuner from a config."""
+"""Named tuner settings, complete JSON configs, and building a tuner from a config.
+
+The one place where a tuner config is resolved: :func:`tuner_config` fills the defaults (those of
+the tuner's rule class in :data:`STEPSIZE_RULES`), applies presets and validates (by building the
+rule); :func:`make_tuner` (optax transformations), :func:`eosmodel.toys.map_rule` (reduced-map
+rules) and :func:`eosmodel.dynamics.sweep` all go through it.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,30 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Callable
 
+import jax
 import optax
 
-from eosmodel.tuners._armijo import armijo
-from eosmodel.tuners._cdat import cdat
-from eosmodel.tuners._constant import constant
-from eosmodel.tuners._polyak import polyak
+from eosmodel.tuners._armijo import ArmijoRule, armijo
+from eosmodel.tuners._cdat import CDATRule, cdat
+from eosmodel.tuners._constant import ConstantRule, constant
+from eosmodel.tuners._oracle import OracleRule, oracle
+from eosmodel.tuners._polyak import PolyakRule, polyak
 
-#: Tuner factories by config name.
+#: Optax tuner factories by config name: the tuners a training run can use (they need only
+#: ``value``, ``grad`` and ``value_fn`` at each step).
 TUNERS: Mapping[str, Callable[..., optax.GradientTransformationExtraArgs]] = MappingProxyType(
     {"constant": constant, "armijo": armijo, "polyak": polyak, "cdat": cdat}
 )
+
+#: The stepsize rule of every tuner by config name (the oracle η = σ/λ included): the single
+#: definition of each rule, and of its hyperparameters and their defaults (the class fields).
+#: The optax factories and the reduced-map rules are adapters around them.
+STEPSIZE_RULES: Mapping[str, type] = MappingProxyType(
+    {"constant": ConstantRule, "oracle": OracleRule, "armijo": ArmijoRule, "polyak": PolyakRule, "cdat": CDATRule}
+)
+
+#: Every optax transformation by config name (``oracle`` needs ``sharpness=`` at every update).
+_FACTORIES = {**TUNERS, "oracle": oracle}
 
 #: Named settings: ``{preset: {"name": tuner, **hyperparameters}}`` (read-only; copy to edit).
 #: "armijo-vaswani" also needs ``batch_size`` and ``n`` (its γ is 2^{b/n}), see ``PRESET_ARGUMENTS``.
@@ -61,8 +80,9 @@ def _derived(preset: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _normalize(key: str, value: Any) -> Any:
-    """A JSON-serialisable Python value (str, None, int for counts, float otherwise)."""
-    if value is None or isinstance(value, str):
+    """A JSON-serialisable Python value (str, None, int for counts, float otherwise); a traced
+    value is kept as it is (it is resolved inside ``jit``/``vmap``)."""
+    if value is None or isinstance(value, str) or isinstance(value, jax.core.Tracer):
         return value
     if key in _INT_HYPER:
         return int(value) if not isinstance(value, bool) and int(value) == value else value
@@ -72,17 +92,23 @@ def _normalize(key: str, value: Any) -> Any:
         return value  # left for the factory to reject with a clear message
 
 
-def tuner_config(name_or_preset: str, **overrides: Any) -> dict[str, Any]:
+def tuner_config(name_or_preset: str | Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
     """The complete, normalized, JSON-serialisable config of a tuner (all defaults filled).
 
-    The result is ``{"name": tuner, **every hyperparameter of the factory}``, plus
-    ``"preset"`` (and ``"preset_args"``, e.g. ``{"batch_size": 128, "n": 50000}``) when built from
-    a preset. ``make_tuner(tuner_config(...))`` rebuilds exactly the same tuner, and the config is
-    what a trace stores under ``"tuner"``.
+    The result is ``{"name": tuner, **every hyperparameter of its rule}``, plus ``"preset"`` (and
+    ``"preset_args"``, e.g. ``{"batch_size": 128, "n": 50000}``) when built from a preset.
+    ``make_tuner(tuner_config(...))`` rebuilds exactly the same tuner, and the config is what a
+    trace stores under ``"tuner"``. The defaults and ranges are those of the tuner's rule class
+    (:data:`STEPSIZE_RULES`; the optax factory of the same name has the same signature).
+
+    Hyperparameters may be traced JAX values (a ``vmap``-ed sweep): they are kept as they are and
+    not validated; the result is then not JSON-serialisable.
 
     Args:
-      name_or_preset: a tuner name (``"constant"``, ``"armijo"``, ``"polyak"``, ``"cdat"``) or a
-        preset (``PRESETS``).
+      name_or_preset: a tuner name (``"constant"``, ``"oracle"``, ``"armijo"``, ``"polyak"``,
+        ``"cdat"``), a preset (``PRESETS``), or a config mapping ``{"name": tuner, **hyper}`` /
+        ``{"preset": preset, "preset_args": {...}, **overrides}`` (as stored in a trace; a
+        ``"preset"`` next to a ``"name"`` is provenance and must describe that tuner).
       **overrides: hyperparameters replacing the preset's or the defaults; for a preset listed in
         ``PRESET_ARGUMENTS``, also its extra arguments (``batch_size=..., n=...``).
 
@@ -91,16 +117,21 @@ def tuner_config(name_or_preset: str, **overrides: Any) -> dict[str, Any]:
 
     Raises:
       ValueError: unknown name/preset, a missing required hyperparameter or preset argument, or a
-        hyperparameter out of range (checked by building the tuner).
-      TypeError: a hyperparameter the tuner does not have.
+        hyperparameter out of range (checked by building the rule).
+      TypeError: a hyperparameter the tuner does not have, or a config that is neither a string
+        nor a mapping.
 
     Example:
       >>> tuner_config("sps-0.5")
       {'name': 'polyak', 'c': 0.5, 'f_star': 0.0, 'max_stepsize': 1.0, 'smooth_cap': None, 'eps': 0.0, 'preset': 'sps-0.5'}
+      >>> tuner_config({"name": "oracle"})
+      {'name': 'oracle', 'sigma': 2.0}
     """
+    if isinstance(name_or_preset, Mapping):
+        return _from_mapping(name_or_preset, overrides)
     overrides = dict(overrides)
     preset, preset_args = None, {}
-    if name_or_preset in PRESETS:
+    if isinstance(name_or_preset, str) and name_or_preset in PRESETS:
         preset = name_or_preset
         hyper = dict(PRESETS[preset])
         name = hyper.pop("name")
@@ -111,14 +142,14 @@ def tuner_config(name_or_preset: str, **overrides: Any) -> dict[str, Any]:
             preset_args[arg] = overrides.pop(arg)
         hyper.update(_derived(preset, preset_args))
         hyper.update(overrides)
-    elif name_or_preset in TUNERS:
+    elif isinstance(name_or_preset, str) and name_or_preset in STEPSIZE_RULES:
         name, hyper = name_or_preset, overrides
     else:
         raise ValueError(
-            f"name_or_preset must be a tuner name {sorted(TUNERS)} or a preset {sorted(PRESETS)}, "
-            f"got {name_or_preset!r}."
+            f"name_or_preset must be a tuner name {sorted(STEPSIZE_RULES)} or a preset "
+            f"{sorted(PRESETS)}, got {name_or_preset!r}."
         )
-    signature = inspect.signature(TUNERS[name])
+    signature = inspect.signature(STEPSIZE_RULES[name])
     for key in hyper:
         if key not in signature.parameters:
             raise TypeError(
@@ -132,12 +163,57 @@ def tuner_config(name_or_preset: str, **overrides: Any) -> dict[str, Any]:
             raise ValueError(f"tuner {name!r} needs the hyperparameter {key}; pass {key}=....")
         else:
             config[key] = _normalize(key, param.default)
-    TUNERS[name](**{k: v for k, v in config.items() if k != "name"})  # validates the ranges
+    build_rule(config)  # validates the ranges (concrete values only)
     if preset is not None:
         config["preset"] = preset
     if preset_args:
         config["preset_args"] = dict(preset_args)  # validated integers (see _derived)
     return config
+
+
+def _from_mapping(config: Mapping[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """:func:`tuner_config` of a ``{"name": ...}`` or ``{"preset": ...}`` mapping."""
+    config = {**config, **overrides}
+    if "name" in config:
+        name = config.pop("name")
+        preset = config.pop("preset", None)
+        args = config.pop("preset_args", None)  # provenance only: the derived values are in config
+        if preset is not None and (preset not in PRESETS or PRESETS[preset]["name"] != name):
+            raise ValueError(f"preset {preset!r} does not describe tuner {name!r}; drop 'preset' or fix 'name'.")
+        if name not in STEPSIZE_RULES:
+            raise ValueError(f"name must be one of {sorted(STEPSIZE_RULES)}, got {name!r}.")
+        full = tuner_config(name, **config)
+        if preset is not None:
+            full["preset"] = preset
+            if args:
+                full["preset_args"] = dict(args)
+        return full
+    if "preset" in config:
+        preset = config.pop("preset")
+        args = dict(config.pop("preset_args", None) or {})
+        return tuner_config(preset, **args, **config)
+    raise ValueError("config needs a 'name' (a tuner) or a 'preset' key, e.g. {'preset': 'armijo-jax'}.")
+
+
+def _hyper(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in ("name", *_METADATA)}
+
+
+def build_rule(config: Mapping[str, Any]) -> Any:
+    """The stepsize rule (a :data:`STEPSIZE_RULES` instance) of a complete config's hyperparameters.
+
+    Args:
+      config: ``{"name": tuner, **hyper}`` as returned by :func:`tuner_config` (values may be
+        traced; concrete ones are validated).
+
+    Returns:
+      The rule object, e.g. ``ArmijoRule(c=0.1, ...)``.
+
+    Example:
+      >>> build_rule(tuner_config("cdat-greedy"))
+      CDATRule(sigma=1.0, eps=0.0, ema=None)
+    """
+    return STEPSIZE_RULES[config["name"]](**_hyper(config))
 
 
 def make_tuner(config: Mapping[str, Any]) -> optax.GradientTransformationExtraArgs:
@@ -165,20 +241,5 @@ def make_tuner(config: Mapping[str, Any]) -> optax.GradientTransformationExtraAr
     """
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a mapping such as {{'name': 'armijo'}}, got {type(config).__name__}.")
-    config = dict(config)
-    if "name" in config:
-        name = config.pop("name")
-        preset = config.pop("preset", None)
-        config.pop("preset_args", None)  # provenance only: the derived values are in config
-        if preset is not None and (preset not in PRESETS or PRESETS[preset]["name"] != name):
-            raise ValueError(f"preset {preset!r} does not describe tuner {name!r}; drop 'preset' or fix 'name'.")
-        if name not in TUNERS:
-            raise ValueError(f"name must be one of {sorted(TUNERS)}, got {name!r}.")
-        full = tuner_config(name, **config)
-    elif "preset" in config:
-        preset = config.pop("preset")
-        args = dict(config.pop("preset_args", None) or {})
-        full = tuner_config(preset, **args, **config)
-    else:
-        raise ValueError("config needs a 'name' (a tuner) or a 'preset' key, e.g. {'preset': 'armijo-jax'}.")
-    return TUNERS[full.pop("name")](**{k: v for k, v in full.items() if k not in _METADATA})
+    full = tuner_config(config)
+    return _FACTORIES[full["name"]](**_hyper(full))
