@@ -249,3 +249,51 @@ def test_prediction_across_runs_fits_nothing_on_the_targets(tmp_path):
     np.testing.assert_array_equal(a.joint_run.stepsize, b.joint_run.stepsize)
     assert a.joint["final_sharpness_measured"] != b.joint["final_sharpness_measured"]
     json.dumps(a.to_dict())  # strict JSON
+
+
+# ------------------------------------------------------------------------------------------------
+# One definition per tuner: the fit's closed loop calls the tuners' own rule.
+# ------------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=25)
+@given(lam=st.floats(0.5, 50.0), x=st.floats(-1.0, 1.0), ls=st.floats(0.0, 2.0),
+       clock=st.floats(0.0, 30.0), zeta=st.floats(0.0, 5.0), rho=st.floats(0.0, 2.0),
+       c=st.floats(0.05, 0.9), cap=st.floats(0.01, 2.0), sigma=st.floats(0.5, 2.5))
+def test_closed_loop_stepsize_is_the_tuners_rule_on_the_reduced_loss(lam, x, ls, clock, zeta, rho,
+                                                                     c, cap, sigma):
+    """The closed loop's eta (eosmodel.fit -> eosmodel.toys.map_rule) equals the pure rule of
+    eosmodel.tuners fed the reduced loss's f, ‖g‖², slope, curvature and trial function, to 1e-12
+    in float64, for every tuner: the third use of the one definition."""
+    import jax.numpy as jnp
+
+    from eosmodel.fit import JointModel, JointState, SmoothPart
+    from eosmodel.fit._closed import closed_rule
+    from eosmodel.tuners import build_rule, tuner_config
+
+    with jax.enable_x64(True):
+        smooth = SmoothPart(clock=jnp.array([0.0, 10.0, 40.0]), mu=jnp.array([0.3, 0.1, 0.02]),
+                            tail=1.5, loss0=1.0)
+        model = JointModel(1.0, 0.01, 4.0, zeta, rho, smooth)
+        s = JointState(*(jnp.float64(v) for v in (lam, x, ls, clock)))
+        f, g2 = model.loss(s), model.grad_norm_sq(s)
+        configs = [{"name": "constant", "stepsize": 0.1}, {"name": "oracle", "sigma": sigma},
+                   {"name": "polyak", "c": c, "max_stepsize": cap},
+                   {"name": "armijo", "c": min(c, 0.5), "max_stepsize": cap},
+                   {"name": "cdat", "sigma": sigma}]
+        for cfg in configs:
+            mr = closed_rule(cfg)
+            eta_fit = float(mr.update(model, s, mr.init(model, s))[0])
+            rule = build_rule(tuner_config(cfg["name"], **{k: v for k, v in cfg.items() if k != "name"}))
+            rs = rule.init(f)
+            if cfg["name"] == "constant":
+                eta = rule(rs, finite=jnp.asarray(True), dtype=f.dtype)[0]
+            elif cfg["name"] == "oracle":
+                eta = rule(rs, sharpness=model.sharpness(s))[0]
+            elif cfg["name"] == "polyak":
+                eta = rule(rs, value=f, grad_norm_sq=g2)[0]
+            elif cfg["name"] == "armijo":
+                eta = rule(rs, value=f, slope=g2, trial=lambda e: model.loss(model.step(s, e)))[0]
+            else:
+                eta = rule(rs, slope=g2, curvature=model.curvature(s))[0]
+            assert eta_fit == pytest.approx(float(eta), rel=1e-12, abs=1e-300), cfg
