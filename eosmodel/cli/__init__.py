@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Order is the order shown by ``eosmodel --help``.
-_COMMANDS = ("demo", "simulate", "sweep", "train", "fit", "derive")
+_COMMANDS = ("demo", "reproduce", "simulate", "sweep", "train", "fit", "derive")
 
 
 class UsageError(Exception):
