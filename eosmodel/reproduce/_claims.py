@@ -45,7 +45,7 @@ __all__ = [
     "final_loss",
     "final_measured",
     "late_median",
-    "sharpening_time",
+    "sharpening_phases",
 ]
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured at this scale"
@@ -58,9 +58,8 @@ STEPSIZE_DROP = 0.5  # late/early stepsize ratio below this: "decreasing"
 NEAR_CAP = 0.5  # median η/γ_max at least this: "near γ_max"
 OSCILLATING = 0.2  # share of steps where the stepsize's change flips sign: "oscillating"
 STRONG_SPREAD = 2.0  # max/min final loss over batch sizes at least this: "strong dependence"
-GROWTH = 1.5  # max λ / first λ at least this: the sharpness rose
-EARLY = 0.1  # λ reaches 80 % of its max within this fraction of the run: "instantaneous"
-PROGRESSIVE = 0.25  # ... only after this fraction: "progressive"
+GROWTH = 1.5  # a growth factor of λ at least this: the sharpness rose (sharpening_phases)
+SETTLED = 1.25  # progressive growth below this after the early jump: sharpening was "instantaneous"
 REASONABLE = 2.0  # Polyak's final loss within this factor of the best tuner's, at every batch size
 
 
@@ -117,18 +116,19 @@ def edge_median(trace: Trace) -> tuple[float, float | None]:
     return float(np.median(ns[hit[0] :])), float((steps[hit[0]] - trace["step"][0]) / span)
 
 
-def sharpening_time(trace: Trace) -> tuple[float, float]:
-    """(growth, t80) of the sharpness: max λ / first λ, and when λ first reaches 80 % of its max.
+def sharpening_phases(trace: Trace) -> tuple[float, float]:
+    """(jump, progressive) growth factors of the sharpness, robust to single spikes.
 
-    t80 is a fraction of the run (0: at its start, 1: at its end). NaNs without measurements.
+    With λ₀ the first measurement (the initialisation), λ_early the median of the measurements in
+    the first 10 % of the run (step 0 excluded) and λ_late the median over its last 20 %:
+    jump = λ_early / λ₀ (the sharpening right after the start) and progressive = λ_late / λ_early
+    (the sharpening over the rest of the run). NaNs without measurements in those windows.
     """
     steps, lam = trace.measured("sharpness")
-    if len(lam) < 2 or lam[0] <= 0:
+    if len(lam) < 3 or lam[0] <= 0:
         return math.nan, math.nan
-    top = float(np.max(lam))
-    first = int(np.flatnonzero(lam >= 0.8 * top)[0])
-    span = max(1, int(trace["step"][-1] - trace["step"][0]))
-    return top / float(lam[0]), float((steps[first] - trace["step"][0]) / span)
+    early, late = early_median(trace, "sharpness", 0.1), late_median(trace, "sharpness", 0.2)
+    return early / float(lam[0]), late / early
 
 
 def stepsize_sign_changes(trace: Trace, frac: float = 0.5) -> float:
@@ -396,7 +396,7 @@ def _armijo_best_at_medium(traces: Sequence[Trace]) -> Measurement:
 
 
 def _sharpening(arm: Mapping[int, Trace]) -> dict[int, dict]:
-    return {b: dict(zip(("growth", "t80"), map(_r, sharpening_time(t)))) for b, t in arm.items()}
+    return {b: dict(zip(("jump", "progressive"), map(_r, sharpening_phases(t)))) for b, t in arm.items()}
 
 
 def _armijo_progressive_medium_large(traces: Sequence[Trace]) -> Measurement:
@@ -404,15 +404,14 @@ def _armijo_progressive_medium_large(traces: Sequence[Trace]) -> Measurement:
     if len(arm) < 2:
         return _missing("Armijo runs at two or more batch sizes")
     per = _sharpening({b: t for b, t in arm.items() if b != min(arm)})
-    if any(d["t80"] is None for d in per.values()):
+    if any(d["progressive"] is None for d in per.values()):
         return _missing("sharpness measurements of the Armijo runs")
-    ok = all(d["growth"] >= GROWTH and d["t80"] >= PROGRESSIVE for d in per.values())
-    worst = min(per.values(), key=lambda d: d["t80"])
+    ok = all(d["progressive"] >= GROWTH for d in per.values())
     return Measurement(
-        worst["t80"],
+        min(d["progressive"] for d in per.values()),
         HOLDS if ok else FAILS,
         "Armijo above the smallest batch size: "
-        + "; ".join(f"b={b}: λ grows x{d['growth']:.2f}, reaching 80 % of its max at {d['t80']:.0%} of the run" for b, d in per.items()),
+        + "; ".join(f"b={b}: λ x{d['jump']:.2f} in the first 10 % of the run, then x{d['progressive']:.2f} to its last 20 %" for b, d in per.items()),
         {str(b): d for b, d in per.items()},
     )
 
@@ -423,13 +422,13 @@ def _armijo_instantaneous_small(traces: Sequence[Trace]) -> Measurement:
         return _missing("Armijo runs at two or more batch sizes")
     b = min(arm)
     d = _sharpening({b: arm[b]})[b]
-    if d["t80"] is None:
+    if d["progressive"] is None or d["jump"] is None:
         return _missing("sharpness measurements of the Armijo runs")
-    ok = d["growth"] >= GROWTH and d["t80"] <= EARLY
+    ok = d["jump"] >= GROWTH and d["progressive"] < SETTLED
     return Measurement(
-        d["t80"],
+        d["jump"],
         HOLDS if ok else FAILS,
-        f"Armijo at the smallest batch size {b}: λ grows x{d['growth']:.2f}, reaching 80 % of its max at {d['t80']:.0%} of the run",
+        f"Armijo at the smallest batch size {b}: λ x{d['jump']:.2f} in the first 10 % of the run, then x{d['progressive']:.2f} to its last 20 %",
         d,
     )
 
@@ -479,9 +478,9 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("armijo-best-at-medium", "3", MINI, "Armijo does well at medium batch sizes and poorly at small and large ones.",
           "the batch size of Armijo's lowest final loss; holds when it is neither the smallest nor the largest", _armijo_best_at_medium),
     Claim("armijo-progressive-medium-large", "3", MINI, "Armijo shows progressive sharpening at medium and large batch sizes.",
-          f"per Armijo run above the smallest batch size: growth = max λ / first λ and t80 = when λ first reaches 80 % of its max (fraction of the run); holds when every run has growth ≥ {GROWTH} and t80 ≥ {PROGRESSIVE} (value: the smallest t80)", _armijo_progressive_medium_large),
+          f"per Armijo run above the smallest batch size, progressive = λ_late / λ_early (medians of the sharpness over the last 20 % of the run and over its first 10 %, step 0 excluded); holds when every run has progressive ≥ {GROWTH} (value: the smallest)", _armijo_progressive_medium_large),
     Claim("armijo-instantaneous-small", "3", MINI, "At small batch size Armijo's sharpening is 'instantaneous' (early), as SGD with a large stepsize.",
-          f"Armijo at the smallest batch size: growth ≥ {GROWTH} and t80 ≤ {EARLY} (value: t80)", _armijo_instantaneous_small),
+          f"Armijo at the smallest batch size: jump = λ_early / λ₀ (λ₀ at step 0) ≥ {GROWTH} and progressive = λ_late / λ_early < {SETTLED}: the sharpness rose at once, then stayed (value: jump)", _armijo_instantaneous_small),
     Claim("polyak-reasonable", "3", MINI, "Polyak performs reasonably at every batch size.",
           f"per batch size, Polyak's final training loss over the lowest of the other tuners; holds when ≤ {REASONABLE} at every batch size (value: the largest ratio)", _polyak_reasonable),
 )

@@ -29,7 +29,7 @@ from typing import Any
 from eosmodel.reproduce._claims import evaluate_claims
 from eosmodel.reproduce._engines import make_engine
 from eosmodel.reproduce._report import write_claims_report
-from eosmodel.reproduce._runs import WORKER_FILE, RunDirConflict, check_run_dir
+from eosmodel.reproduce._runs import WORKER_FILE, check_run_dir, reused_outcome
 from eosmodel.reproduce._suites import Suite
 from eosmodel.train import DEFAULTS
 
@@ -261,6 +261,11 @@ def reproduce(
     in_flight: dict[Any, str] = {}
     submitted: dict[str, float] = {}
     display = _Display(suite, len(queue), min(getattr(eng, "capacity", 1), len(queue) or 1), progress)
+    for name in [n for n in queue if actions[n] == "reuse"]:  # finished: nothing to start
+        queue.remove(name)
+        runs[name].update(reused_outcome(out / name))
+        display.finish(name, runs[name])
+    _write_json(out / STATUS_FILE, status)
     try:
         while queue or in_flight:
             while queue and len(in_flight) < eng.capacity:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunDirConflict", "check_run_dir", "execute_run", "resolved_config"]
+__all__ = ["RunDirConflict", "check_run_dir", "execute_run", "resolved_config", "reused_outcome"]
 
 #: Run states recorded in status.json.
 STATES = ("pending", "running", "completed", "reused", "diverged", "failed")
@@ -100,6 +100,18 @@ def check_run_dir(run_dir: str | os.PathLike, config: Mapping[str, Any]) -> str:
     return "resume"
 
 
+def reused_outcome(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The outcome of a finished run that is reused (``check_run_dir`` said "reuse"): state and steps."""
+    run_dir = Path(run_dir)
+    stored = json.loads((run_dir / "config.json").read_text())
+    steps, status = _done_steps(run_dir, stored)
+    out: dict[str, Any] = {"state": "reused" if status == "completed" else status, "action": "reuse", "steps": steps}
+    if status == "diverged":
+        summary = json.loads((run_dir / "summary.json").read_text())
+        out["error"] = str(summary.get("reason", "non-finite loss"))
+    return out
+
+
 def execute_run(name: str, config: Mapping[str, Any], run_dir: str, attempt: int = 0) -> dict[str, Any]:
     """Reuse, resume or train one run; the suite's unit of work on every engine.
 
@@ -124,9 +136,7 @@ def execute_run(name: str, config: Mapping[str, Any], run_dir: str, attempt: int
         run_path.mkdir(parents=True, exist_ok=True)
         (run_path / WORKER_FILE).write_text(json.dumps({**out, "started": time.time()}) + "\n")
         if action == "reuse":
-            stored = json.loads((run_path / "config.json").read_text())
-            steps, status = _done_steps(run_path, stored)
-            out.update(state="reused" if status == "completed" else status, steps=steps)
+            out.update(reused_outcome(run_path))
         else:
             from eosmodel.train import run_training
 
