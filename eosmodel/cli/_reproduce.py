@@ -63,7 +63,7 @@ def all_suites() -> dict:
         source="eosmodel demo",
         figures=(("fig1", "demo"), ("fig2", "demo")),
         claim_figures=(("1", "demo"), ("2", "demo")),
-        minutes_per_run=1.5,
+        minutes_per_run=0.5,
     )
     return {"demo": demo, **experiment_suites()}
 

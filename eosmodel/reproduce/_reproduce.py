@@ -196,7 +196,9 @@ def _claims(suite: Suite, out: Path, runs: Mapping[str, dict]) -> list[dict]:
     rows: list[dict] = []
     traces: dict[str, Any] = {}
     for r in suite.runs:
-        if runs[r.name]["state"] in ("completed", "reused", "diverged") and (out / r.name / "trace.jsonl").exists():
+        # A diverged run stopped early: its statistics would not describe the claim's regime; the
+        # report lists it under the runs that did not complete.
+        if runs[r.name]["state"] in ("completed", "reused") and (out / r.name / "trace.jsonl").exists():
             tr = load_trace(out / r.name)
             if len(tr):
                 traces[r.name] = tr
@@ -223,7 +225,7 @@ def reproduce(
     """Run every run of ``suite`` into ``out``, draw its figures, and write its claims report.
 
     Args:
-      suite: the suite (see :func:`eosmodel.reproduce.suites`; ``Suite.select`` and
+      suite: the suite (see :func:`eosmodel.reproduce.experiment_suites`; ``Suite.select`` and
         ``Suite.with_overrides`` give ``--only`` and ``--set``).
       out: output directory (run directories, figures, status.json, claims.md/json).
       engine: "local" (a pool of worker processes) or "ray" (Ray tasks on the cluster at ``address``).

@@ -136,13 +136,14 @@ def _runs_of(folder: Path, group: str) -> tuple[RunSpec, ...]:
 
 
 # Per experiment folder: (figure scripts, claim figures, cpus per run, minutes per run, description).
-# Minutes per run on 2 shared CPU cores: measured for small/fig1 (fc: ~4, cnn: ~9) and small/fig3
-# (~1.5) by this suite's runs (README "Reproduce the paper"); small/fig4-5 from experiments/README
-# (XLA compile of the conv nets 2-4 min, then 2 min for 200 steps). GPU scale: estimates per run
-# on one accelerator (10,000 full-batch steps with sharpness every 51; 20 epochs of CIFAR-10).
+# Minutes per run, one run at a time on 2 CPU cores shared with other jobs (load average 8-14),
+# measured (README "Reproduce the paper"): small/fig1 fc runs about 1 min and cnn-relu about 7 min
+# (mean 3), small/fig3 about 1 min; small/fig4-5 from experiments/README (XLA compile of the conv
+# nets 2-4 min, then 2 min for 200 steps). GPU scale: estimates per run on one accelerator (10,000
+# full-batch steps with sharpness every 51; 20 epochs of CIFAR-10), not measured.
 _SMALL = {
-    "fig1": (("fig1", "fig2"), ("1", "2"), 1.0, 5.0, "figures 1-2 at CPU scale: fc-tanh, fc-relu, cnn-relu on MNIST-1D, full batch, GD x3 / Armijo / Polyak"),
-    "fig3": (("fig3",), ("3",), 1.0, 1.5, "figure 3 at CPU scale: MLP on MNIST-1D, batch 32/128/512, SGD / Armijo / Polyak"),
+    "fig1": (("fig1", "fig2"), ("1", "2"), 1.0, 3.0, "figures 1-2 at CPU scale: fc-tanh, fc-relu, cnn-relu on MNIST-1D, full batch, GD x3 / Armijo / Polyak"),
+    "fig3": (("fig3",), ("3",), 1.0, 1.0, "figure 3 at CPU scale: MLP on MNIST-1D, batch 32/128/512, SGD / Armijo / Polyak"),
     "fig4": (("fig4",), ("4",), 2.0, 6.0, "figure 4 at CPU scale: VGG11-BN (width 1/8) on MNIST-1D, batch 32/128/512"),
     "fig5": (("fig5",), ("5",), 2.0, 6.0, "figure 5 at CPU scale: ResNet18 (width 1/16) on MNIST-1D, batch 32/128/512"),
 }
