@@ -91,8 +91,9 @@ class _Display:
             from tqdm.auto import tqdm
 
             self._tqdm = tqdm
-            self.top = tqdm(total=total, desc=f"suite {suite.name}", unit="run", file=sys.stderr, position=0, dynamic_ncols=True,
-                            bar_format="{desc}: {n_fmt}/{total_fmt} runs |{bar}| {postfix}")
+            self.name = suite.name
+            self.top = tqdm(total=total, unit="run", file=sys.stderr, position=0, dynamic_ncols=True,
+                            bar_format="{n_fmt}/{total_fmt} runs |{bar}| {desc}")
             self._refresh()
 
     def _estimate_left(self) -> float:
@@ -102,7 +103,9 @@ class _Display:
     def _refresh(self) -> None:
         if self.top is not None:
             el = time.perf_counter() - self.started
-            self.top.set_postfix_str(f"elapsed {el / 60:.1f} min, estimate {self._estimate_left() / 60:.1f} min left")
+            self.top.set_description_str(
+                f"suite {self.name}: elapsed {el / 60:.1f} min, estimate {self._estimate_left() / 60:.1f} min left"
+            )
 
     def start(self, name: str, steps: int) -> None:
         if self.enabled and name not in self.bars:
