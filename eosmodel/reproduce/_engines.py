@@ -150,6 +150,8 @@ def make_engine(
       ValueError: an unknown engine, ``--address`` missing for Ray (or given for local).
       ModuleNotFoundError: ``ray`` without Ray installed.
     """
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}.")
     if engine == "local":
         if address:
             raise ValueError("--address is for --engine ray; drop it or add --engine ray.")
