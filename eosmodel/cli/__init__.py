@@ -31,7 +31,7 @@ from pathlib import Path
 from eosmodel.errors import InputError
 
 # Order is the order shown by ``eosmodel --help``.
-_COMMANDS = ("demo", "simulate", "sweep", "train", "fit", "derive")
+_COMMANDS = ("demo", "reproduce", "simulate", "sweep", "train", "fit", "derive")
 
 #: Exit code of an interrupted command (128 + SIGINT, the shell's convention).
 EXIT_INTERRUPTED = 130
