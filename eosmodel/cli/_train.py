@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print every config key with its default, valid range and meaning (with CONFIG: its values) and exit",
     )
+    parser.add_argument("--markdown", action="store_true", help="with --show-config: Markdown tables (docs/config.md)")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.show_config:
         config = load_config(args.config, args.overrides) if args.config or args.overrides else None
-        print(describe_config(config), end="")
+        print(describe_config(config, markdown=args.markdown), end="")
         return 0
     if args.config is None:
         from eosmodel.cli import UsageError
