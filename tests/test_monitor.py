@@ -158,3 +158,18 @@ def test_example_equinox_loop_with_adam(tmp_path, capsys):
     assert list(steps) == [0, 10, 20] and np.all(pre > 0)
     # P^-1 H's top eigenvalue exceeds lambda_1(H) / max(P) (P is diagonal and positive).
     assert np.all(np.isfinite(trace.measured("sharpness")[1]))
+
+
+def test_readme_monitor_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's "Your own training loop" block runs and writes a trace that fit reads."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "eosmodel.Monitor(" in b]
+    assert len(blocks) == 1, "the README's API section shows the monitor in one Python block"
+    monkeypatch.chdir(tmp_path)
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    assert "array([ 0, 10, 20, 30, 40, 50, 60, 70, 80, 90])" in capsys.readouterr().out
+    trace = load_trace(tmp_path / "runs" / "my_loop")
+    assert len(trace) == 100 and np.all(trace["stepsize"] == 0.5)
+    assert len(prepare(trace).measured) == 10
