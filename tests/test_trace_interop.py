@@ -82,3 +82,19 @@ def test_to_pandas():
     for name in tr.names:
         np.testing.assert_array_equal(frame[name].to_numpy(), tr[name])
     assert frame["step"].dtype == np.int64 and frame.attrs["config"] == tr.config
+
+
+def test_fractional_steps_are_refused_not_floored(tmp_path):
+    from eosmodel.trace import TraceError
+
+    with pytest.raises(TraceError, match="step 1.7 is not an integer"):
+        Trace.from_columns({"step": [0, 1.7], "loss": [1.0, 2.0]})
+    with TraceWriter(tmp_path / "w", {}) as writer:
+        with pytest.raises(TraceError, match="step 1.7 is not an integer"):
+            writer.append({"step": 1.7, "loss": 1.0})
+        with pytest.raises(TraceError, match="step True is not an integer"):
+            writer.append({"step": True, "loss": 1.0})
+        with pytest.raises(TraceError, match="step 2.5 is not an integer"):
+            writer.append_columns({"step": [1.0, 2.5], "loss": [1.0, 2.0]})
+        writer.append({"step": 3.0, "loss": 1.0})  # an integral float is a step
+    assert list(load_trace(tmp_path / "w")["step"]) == [3]

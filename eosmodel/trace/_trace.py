@@ -51,6 +51,16 @@ def _to_float(name: str, value: Any, where: str) -> float:
     )
 
 
+def _as_steps(values: Any, where: str) -> np.ndarray:
+    """``values`` as int64 steps; a fractional, non-finite or boolean step is refused, never floored."""
+    arr = np.asarray(values)
+    flat = arr.reshape(-1)
+    if arr.dtype.kind == "b" or (arr.dtype.kind == "f" and (not np.all(np.isfinite(flat)) or np.any(flat != np.round(flat)))):
+        bad = flat[0] if arr.dtype.kind == "b" else flat[~(np.isfinite(flat) & (flat == np.round(flat)))][0]
+        raise TraceError(f"{where}: step {bad.item()!r} is not an integer; steps count optimisation steps (0, 1, 2, ...).")
+    return arr.astype(np.int64)
+
+
 def _check_steps(steps: np.ndarray, where: str) -> None:
     if steps.size > 1:
         bad = np.flatnonzero(np.diff(steps) <= 0)
@@ -110,7 +120,7 @@ class Trace:
                 raise TraceError(
                     f"column {name!r} has dtype {arr.dtype}; trace columns must be numeric."
                 )
-            cols[name] = arr.astype(np.int64 if name == "step" else np.float64)
+            cols[name] = _as_steps(arr, "trace") if name == "step" else arr.astype(np.float64)
         if "step" not in cols:
             raise TraceError(
                 "a trace needs a 'step' column (the step index of each record); add it."
@@ -457,7 +467,7 @@ class TraceWriter:
         """Append one record (a mapping of column name to number) and flush."""
         rec = {k: _to_float(k, v, "record") for k, v in record.items()}
         if "step" in rec:
-            rec["step"] = int(rec["step"])
+            rec["step"] = int(_as_steps(record["step"], "record"))
         self._write([rec])
 
     def append_columns(self, columns: Mapping[str, Iterable]) -> None:
@@ -472,7 +482,7 @@ class TraceWriter:
             a = arrays[n].reshape(-1)
             if a.dtype.kind not in "biuf":
                 raise TraceError(f"column {n!r} has dtype {a.dtype}; trace columns must be numeric.")
-            lists.append(a.astype(np.int64 if n == "step" else np.float64).tolist())
+            lists.append((_as_steps(a, "append_columns") if n == "step" else a.astype(np.float64)).tolist())
         self._write([dict(zip(names, row)) for row in zip(*lists)])
 
     def sync(self) -> None:
