@@ -66,9 +66,11 @@ def main() -> None:
         """One segment of ``steps`` steps of the user's loop (state carried across segments)."""
         holder = {"p": params0, "s": opt.init(params0), "t": 0}
         mon = None
+        holder["mon"] = None
         if every is not None:
             mon = Monitor(fns.loss, data, tempfile.mkdtemp(), key=jax.random.key(1), every=every, tol=1e-3,
                           max_iters=40, chunk_size=n, flush_every=steps)
+            holder["mon"] = mon
 
         def go():
             p, s = holder["p"], holder["s"]
@@ -83,7 +85,7 @@ def main() -> None:
                 mon.flush()  # the host transfer and trace write are part of the cost
             holder["p"], holder["s"] = p, s
 
-        return go
+        return go, holder
 
     dp = make_data_parallel(1)
     chunks = host_layout((x, y), n, dp, "training set")
@@ -94,13 +96,16 @@ def main() -> None:
         keys = {"data": jax.random.key(1), "step": jax.random.key(2)}
         fns_ = build_step_fns(fns=fns, tx=tx, dp=dp, keys=keys, n_train=n, batch_size=0, chunk_size=n, sharpness=sharp)
         tracker = SharpnessTracker(k=1, tol=1e-3, max_iters=40).init(params0, jax.random.key(3)) if sharp_every else ()
-        holder = {"s": TrainState(params0, {}, tx.init(params0), tracker, jnp.zeros((0,), jnp.int32), jnp.zeros((), jnp.int32))}
+        holder = {"s": TrainState(params0, {}, tx.init(params0), tracker, jnp.zeros((0,), jnp.int32), jnp.zeros((), jnp.int32)),
+                  "hvps": []}
 
         def go():
             holder["s"], rec = fns_.run_chunk(holder["s"], chunks, chunks, np.int32(steps), buffer=steps)
-            jax.device_get(rec)
+            rec = jax.device_get(rec)
+            if "hvps" in rec:
+                holder["hvps"].extend(np.asarray(rec["hvps"]).tolist())
 
-        return go
+        return go, holder
 
     variants = {
         "bare": user_loop(None),
@@ -109,8 +114,11 @@ def main() -> None:
         "trainer, no sharpness": trainer_loop(0),
         "trainer, sharpness every 1": trainer_loop(1),
     }
+    holders = {name: h for name, (_, h) in variants.items()}
+    variants = {name: go for name, (go, _) in variants.items()}
     for go in variants.values():  # compile, and the tracker's first (cold) estimate
         go()
+    holders["trainer, sharpness every 1"]["hvps"].clear()
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, go in variants.items():
@@ -127,6 +135,12 @@ def main() -> None:
     trainer_cost = (med["trainer, sharpness every 1"] - med["trainer, no sharpness"]) / med["trainer, no sharpness"]
     print(f"tracking cost per step at cadence 1: monitor {mon_cost:.2f} bare steps, trainer {trainer_cost:.2f} of its steps "
           f"(target: monitor <= trainer)")
+    mon1 = holders["monitor every 1"]["mon"]
+    mon1.writer.sync()
+    from eosmodel.trace import load_trace
+
+    hv = load_trace(mon1.run_dir)["hvps"][1:]  # warm estimates (the first, cold one left out)
+    print(f"HVPs per warm estimate: monitor {np.mean(hv):.2f}, trainer {np.mean(holders['trainer, sharpness every 1']['hvps']):.2f}")
     print(f"monitor at cadence 10: {med['monitor every 10'] / bare:.2f}x the bare step (target < 1.5x)")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

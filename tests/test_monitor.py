@@ -43,7 +43,7 @@ def test_monitor_matches_dense_hessian_and_writes_the_trainers_columns(tmp_path,
     opt = tuners.armijo(c=0.1)
     opt_state = opt.init(params)
     mon = Monitor(loss_fn, data, tmp_path / "run", key=jax.random.key(0), every=3, k=2, tol=1e-8,
-                  chunk_size=16, flush_every=4, config={"note": "pytree"})
+                  chunk_size=16, flush_every=4, grad_curvature=True, config={"note": "pytree"})
     expected = {}
     for t in range(10):
         value, grad = jax.value_and_grad(loss_fn)(params, data)

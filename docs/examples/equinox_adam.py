@@ -49,7 +49,7 @@ def main(argv=None):
         updates, opt_state = opt.update(grad, opt_state, params)
         return value, grad, updates, opt_state
 
-    monitor = eosmodel.Monitor(loss_fn, data, args.out, key=jax.random.key(1), every=10,
+    monitor = eosmodel.Monitor(loss_fn, data, args.out, key=jax.random.key(1), every=10, grad_curvature=True,
                                precondition=adam_preconditioner(b1, b2, eps),
                                config={"tuner": {"name": "adam", "lr": args.lr, "b1": b1, "b2": b2, "eps": eps}},
                                overwrite=True)

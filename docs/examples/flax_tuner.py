@@ -58,7 +58,7 @@ def main(argv=None):
         updates, opt_state = opt.update(grad, opt_state, params, value=value, grad=grad, value_fn=value_fn)
         return value, grad, updates, opt_state
 
-    monitor = eosmodel.Monitor(loss_fn, data, args.out, key=jax.random.key(1), every=10,
+    monitor = eosmodel.Monitor(loss_fn, data, args.out, key=jax.random.key(1), every=10, grad_curvature=True,
                                config={"tuner": tuners.tuner_config("armijo", c=0.1)}, overwrite=True)
     for t in range(args.steps):
         value, grad, updates, opt_state = step(params, opt_state, data)

@@ -103,8 +103,8 @@ class Monitor:
     parameters w_t the step starts from). Every ``every`` steps it estimates, at w_t, the top-k
     eigenvalues λ₁ ≥ … ≥ λ_k of the Hessian of the loss on ``data`` (the full data set or a fixed
     subset; mean over examples, accumulated over chunks of ``chunk_size``) with the warm-started
-    :class:`eosmodel.sharpness.SharpnessTracker`, and, when ``grad`` is given, the curvature along
-    the gradient R_t = gᵀHg/‖g‖² (one more HVP). With ``precondition`` it also estimates the
+    :class:`eosmodel.sharpness.SharpnessTracker`, and, with ``grad_curvature`` and ``grad``, the
+    curvature along the gradient R_t = gᵀHg/‖g‖² (one more HVP). With ``precondition`` it also estimates the
     preconditioned sharpness λ₁(P_t⁻¹H_t) of an adaptive optimizer (as λ₁ of the symmetric
     P^{-1/2} H P^{-1/2}, which has the same eigenvalues).
 
@@ -128,6 +128,8 @@ class Monitor:
       tol: relative accuracy of each estimate, default 1e-3.
       max_iters: HVP cap per estimate, default 40.
       chunk_size: examples per HVP chunk (memory bound), None for one chunk.
+      grad_curvature: also record R_t = gᵀHg/‖g‖² where ``grad`` is given (one more HVP per
+        estimate; as the trainer's ``sharpness.grad_curvature``), default False.
       precondition: optional ``opt_state -> P`` (e.g. :func:`adam_preconditioner`) giving the
         diagonal preconditioner; adds the column ``preconditioned_sharpness``.
       config: extra JSON stored in ``config.json`` (e.g. ``{"tuner": {"name": "adam", ...}}``);
@@ -165,6 +167,7 @@ class Monitor:
         tol: float = 1e-3,
         max_iters: int = 40,
         chunk_size: int | None = None,
+        grad_curvature: bool = False,
         precondition: Callable[[Any], PyTree] | None = None,
         config: Mapping[str, Any] | None = None,
         flush_every: int = 100,
@@ -173,6 +176,8 @@ class Monitor:
         for name, value, lo in (("every", every, 1), ("flush_every", flush_every, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise ValueError(f"Monitor {name} must be an integer >= {lo}, got {value!r}; pass e.g. {name}=10.")
+        if not isinstance(grad_curvature, bool):
+            raise ValueError(f"Monitor grad_curvature must be True or False, got {grad_curvature!r}.")
         if not callable(loss_fn):
             raise ValueError(f"Monitor loss_fn must be a function loss_fn(params, batch), got {loss_fn!r}.")
         if precondition is not None and not callable(precondition):
@@ -183,6 +188,7 @@ class Monitor:
         hessian_matvec(loss_fn, None, data, chunk_size)  # validates data and chunk_size now
         self.loss_fn, self.every, self.k, self.chunk_size = loss_fn, every, k, chunk_size
         self.flush_every = flush_every
+        self.grad_curvature = grad_curvature
         self.precondition = precondition
         self._data = jax.device_put(data)
         self._key = key
@@ -190,7 +196,7 @@ class Monitor:
         self._pre_state = None
         self._pending: list[dict[str, Any]] = []
         settings = {"every": every, "k": k, "tol": tol, "max_iters": max_iters, "chunk_size": chunk_size,
-                    "preconditioned": precondition is not None}
+                    "grad_curvature": grad_curvature, "preconditioned": precondition is not None}
         self.writer = TraceWriter(run_dir, {**dict(config or {}), "monitor": settings}, overwrite=overwrite)
         self.run_dir = self.writer.run_dir
         self._clock0 = time.perf_counter()
@@ -215,7 +221,7 @@ class Monitor:
         for i in range(1, self.k):
             out[f"sharpness_{i + 1}"] = res.eigenvalues[i]
         out["normalized_sharpness"] = jnp.asarray(stepsize, dtype) * res.eigenvalues[0]
-        if grad is not None:
+        if grad is not None and self.grad_curvature:
             gg = _tree_vdot(grad, grad)
             ghg = _tree_vdot(grad, matvec(grad))
             out["grad_curvature"] = jnp.where(gg > 0, ghg / jnp.where(gg > 0, gg, 1), jnp.nan).astype(dtype)
