@@ -92,7 +92,7 @@ def test_fractional_steps_are_refused_not_floored(tmp_path):
     with TraceWriter(tmp_path / "w", {}) as writer:
         with pytest.raises(TraceError, match="step 1.7 is not an integer"):
             writer.append({"step": 1.7, "loss": 1.0})
-        with pytest.raises(TraceError, match="step True is not an integer"):
+        with pytest.raises(TraceError, match="booleans"):
             writer.append({"step": True, "loss": 1.0})
         with pytest.raises(TraceError, match="step 2.5 is not an integer"):
             writer.append_columns({"step": [1.0, 2.5], "loss": [1.0, 2.0]})

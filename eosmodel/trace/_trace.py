@@ -36,6 +36,24 @@ class TraceError(ValueError):
     """A trace that cannot be read or written as asked (the message says how to fix it)."""
 
 
+def _as_steps(values: Any, where: str) -> np.ndarray:
+    """``values`` as int64 steps; a non-integer step (1.7, NaN, True) is refused, never floored."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "b":
+        raise TraceError(f"{where}: 'step' holds booleans; steps are integers (0, 1, 2, ...).")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            i = int(np.flatnonzero(bad.reshape(-1))[0])
+            raise TraceError(
+                f"{where}: step {arr.reshape(-1)[i].item()!r} is not an integer; steps count optimisation steps "
+                "(0, 1, 2, ...), so record the step index, not a fraction."
+            )
+    elif arr.dtype.kind not in "iu":
+        raise TraceError(f"{where}: 'step' has dtype {arr.dtype}; steps are integers (0, 1, 2, ...).")
+    return arr.astype(np.int64)
+
+
 def _to_float(name: str, value: Any, where: str) -> float:
     if isinstance(value, (bool, np.bool_)):
         return float(value)
@@ -49,16 +67,6 @@ def _to_float(name: str, value: Any, where: str) -> float:
         f"{where}: column {name!r} holds {value!r}, which is not a number; "
         "trace columns must be numeric (store text in the config instead)."
     )
-
-
-def _as_steps(values: Any, where: str) -> np.ndarray:
-    """``values`` as int64 steps; a fractional, non-finite or boolean step is refused, never floored."""
-    arr = np.asarray(values)
-    flat = arr.reshape(-1)
-    if arr.dtype.kind == "b" or (arr.dtype.kind == "f" and (not np.all(np.isfinite(flat)) or np.any(flat != np.round(flat)))):
-        bad = flat[0] if arr.dtype.kind == "b" else flat[~(np.isfinite(flat) & (flat == np.round(flat)))][0]
-        raise TraceError(f"{where}: step {bad.item()!r} is not an integer; steps count optimisation steps (0, 1, 2, ...).")
-    return arr.astype(np.int64)
 
 
 def _check_steps(steps: np.ndarray, where: str) -> None:
@@ -332,10 +340,7 @@ def _records_to_columns(records: list[dict], where: str) -> dict[str, np.ndarray
         vals = [_to_float(name, rec.get(name), where) for rec in records]
         cols[name] = np.asarray(vals, dtype=np.float64)
     if "step" in cols:
-        steps = cols["step"]
-        if not np.all(np.isfinite(steps)) or np.any(steps != np.round(steps)):
-            raise TraceError(f"{where}: 'step' must hold integers.")
-        cols["step"] = steps.astype(np.int64)
+        cols["step"] = _as_steps(cols["step"], where)
     else:
         cols["step"] = np.zeros(0, dtype=np.int64)
     return cols
@@ -465,9 +470,10 @@ class TraceWriter:
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Append one record (a mapping of column name to number) and flush."""
-        rec = {k: _to_float(k, v, "record") for k, v in record.items()}
-        if "step" in rec:
-            rec["step"] = int(_as_steps(record["step"], "record"))
+        rec = {
+            k: int(_as_steps(v, "record").reshape(())) if k == "step" else _to_float(k, v, "record")
+            for k, v in record.items()
+        }
         self._write([rec])
 
     def append_columns(self, columns: Mapping[str, Iterable]) -> None:
