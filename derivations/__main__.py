@@ -1,11 +1,11 @@
-"""``python -m derivations [--out PATH]``: writes every derivation to one HTML page."""
+"""``python -m derivations [--out PATH]``: writes every derivation to one HTML page (as ``eosmodel derive``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from derivations.render import render_page
+from eosmodel.derive.render import render_page
 
 DEFAULT_OUT = "docs/derivations.html"
 

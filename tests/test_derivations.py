@@ -1,4 +1,4 @@
-"""Tests of derivations/: each symbolic result against a direct simulation of what it describes."""
+"""Tests of eosmodel.derive (the derivations, also importable as derivations/ in a checkout): each symbolic result against a direct simulation of what it describes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import sympy as sp
 from hypothesis import given
 
-from derivations import all_results, armijo, growth, polyak, second_order, self_stabilization, stability, uv, zhu
-from derivations.render import render_page
+from eosmodel.derive import all_results, armijo, growth, polyak, second_order, self_stabilization, stability, uv, zhu
+from eosmodel.derive.render import render_page
 
 # ------------------------------------------------------------------------------------------
 # Armijo

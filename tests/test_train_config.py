@@ -12,8 +12,12 @@ from eosmodel.train import DEFAULTS, apply_overrides, load_config, normalize_con
 def test_defaults_are_complete_and_json_roundtrip():
     cfg = normalize_config({})
     assert set(cfg) == set(DEFAULTS)
-    for table in ("data", "model", "train", "sharpness"):
-        assert cfg[table] == DEFAULTS[table]
+    for table in ("model", "train", "sharpness"):
+        assert cfg[table] == {k: v for k, v in DEFAULTS[table].items() if k not in ("factory", "args")} | (
+            {"factory": ""} if table == "model" else {}
+        )
+    # Keys MNIST-1D ignores (synthetic-only, CIFAR-only, factory arguments) are not recorded.
+    assert cfg["data"] == {"name": "mnist1d", "factory": "", "n_train": 1000, "n_test": 500, "balanced": False}
     # The tuner table is completed by eosmodel.tuners.tuner_config.
     assert cfg["tuner"]["name"] == "constant" and cfg["tuner"]["stepsize"] == 0.05
     assert normalize_config(json.loads(json.dumps(cfg))) == cfg

@@ -1,5 +1,8 @@
 """``eosmodel train CONFIG [--set table.key=value ...] [--out RUN_DIR] [--resume] [--no-progress]``.
 
+``eosmodel train --show-config [CONFIG] [--set ...]`` prints every config key with its default,
+valid range and meaning (and CONFIG's values), from the one schema ``eosmodel.train.SCHEMA``.
+
 Trains the network described by a TOML/JSON run config (see ``eosmodel.train.load_config``) and
 writes a run directory (config.json, trace.jsonl, checkpoint.npz, summary.json).
 
@@ -24,7 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Exit codes: 0 completed, 2 bad config, 3 diverged (non-finite loss)."
         ),
     )
-    parser.add_argument("config", help="run config, a .toml or .json file")
+    parser.add_argument("config", nargs="?", help="run config, a .toml or .json file")
+    parser.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print every config key with its default, valid range and meaning (with CONFIG: its values) and exit",
+    )
+    parser.add_argument("--markdown", action="store_true", help="with --show-config: Markdown tables (docs/config.md)")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -42,8 +51,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``eosmodel train``; returns the exit code (0, or 3 when the run diverged)."""
     from eosmodel.cli import check_writable_dir
-    from eosmodel.train import EXIT_DIVERGED, load_config, run_training
+    from eosmodel.train import EXIT_DIVERGED, describe_config, load_config, run_training
 
+    if args.show_config:
+        config = load_config(args.config, args.overrides) if args.config or args.overrides else None
+        print(describe_config(config, markdown=args.markdown), end="")
+        return 0
+    if args.config is None:
+        from eosmodel.cli import UsageError
+
+        raise UsageError("eosmodel train needs a CONFIG file (a .toml or .json run config); see --show-config for the keys.")
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     check_writable_dir(out)
     config = load_config(args.config, args.overrides)

@@ -4,9 +4,12 @@ On disk a run directory holds
 
 * ``config.json``: the run's configuration (any JSON object);
 * ``trace.jsonl``: a header line ``{"schema": "eosmodel.trace", "schema_version": 1}`` and then one
-  JSON object per record (a step), appended and flushed as the run goes. Non-finite floats are
-  written as ``NaN``/``Infinity`` (Python's JSON dialect). A run killed mid-write leaves at most a
-  truncated last line, which the reader drops (and reports in ``Trace.meta``).
+  JSON object per record (a step), appended and flushed as the run goes. Every line is strict
+  JSON (RFC 8259; ``jq`` and any strict parser read it): a missing value (NaN) is written as
+  ``null`` and ±∞ as ``1e999``/``-1e999`` (a valid JSON number that parsers read as ±∞ or the
+  largest double). The reader also accepts the ``NaN``/``Infinity`` tokens that files written
+  before used. A run killed mid-write leaves at most a truncated last line, which the reader drops
+  (and reports in ``Trace.meta``).
 
 Columns are numeric: ``step`` is int64, everything else float64 (booleans become 0/1). A record
 that lacks a column gets NaN there.
@@ -197,15 +200,66 @@ class Trace:
         tmp = run_dir / (TRACE_FILE + ".tmp")
         with open(tmp, "w") as fh:
             fh.write(_header_line())
-            fh.writelines(json.dumps(rec) + "\n" for rec in self.records())
+            fh.writelines(dumps_strict(rec) + "\n" for rec in self.records())
         os.replace(tmp, run_dir / TRACE_FILE)
         return run_dir
+
+    def to_pandas(self):
+        """The columns as a ``pandas.DataFrame`` (one row per step); the config in ``df.attrs["config"]``.
+
+        Raises:
+          ImportError: pandas is not installed (``pip install pandas``).
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Trace.to_pandas needs pandas; install it with pip install pandas.") from None
+        frame = pd.DataFrame({name: col.copy() for name, col in self.columns.items()})
+        frame.attrs["config"] = self.config
+        return frame
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write the trace as CSV (see :func:`eosmodel.trace.write_csv`)."""
         from eosmodel.trace._csv import write_csv
 
         return write_csv(self, path)
+
+
+_POS_INF, _NEG_INF = "\x00eosmodel+inf\x00", "\x00eosmodel-inf\x00"
+
+
+def _strict(obj: Any) -> Any:
+    """``obj`` with every NaN float (at any depth) replaced by None and ±∞ by placeholders."""
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    elif isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        if math.isnan(obj):
+            return None
+        if math.isinf(obj):
+            return _POS_INF if obj > 0 else _NEG_INF
+        return obj
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
+def dumps_strict(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that writes strict JSON: NaN as ``null``, ±∞ as ``±1e999`` (never bare tokens).
+
+    ``1e999`` is a valid JSON number; Python's ``json`` reads it as ``inf``, other parsers as ∞ or
+    the largest double.
+
+    >>> dumps_strict({"step": 3, "sharpness": float("nan"), "loss": float("inf")})
+    '{"step": 3, "sharpness": null, "loss": 1e999}'
+    """
+    text = json.dumps(_strict(obj), allow_nan=False, **kwargs)
+    if "eosmodel" in text:
+        text = text.replace(json.dumps(_POS_INF), "1e999").replace(json.dumps(_NEG_INF), "-1e999")
+    return text
 
 
 def _header_line() -> str:
@@ -215,8 +269,7 @@ def _header_line() -> str:
 def _write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
-        fh.write("\n")
+        fh.write(dumps_strict(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
     os.replace(tmp, path)
 
 
@@ -382,7 +435,7 @@ class TraceWriter:
             tmp = self.path.with_name(TRACE_FILE + ".tmp")
             with open(tmp, "w") as fh:
                 fh.write(_header_line())
-                fh.writelines(json.dumps(r) + "\n" for r in records)
+                fh.writelines(dumps_strict(r) + "\n" for r in records)
             os.replace(tmp, self.path)
             if records:
                 self._last_step = int(records[-1]["step"])
@@ -415,7 +468,7 @@ class TraceWriter:
                     f"{self._last_step}; steps must be strictly increasing."
                 )
             self._last_step = step
-        self._fh.write("".join(json.dumps(r) + "\n" for r in recs))
+        self._fh.write("".join(dumps_strict(r) + "\n" for r in recs))
         self._fh.flush()
 
     def append(self, record: Mapping[str, Any]) -> None:

@@ -48,10 +48,10 @@ from eosmodel._memory import format_bytes, memory_available
 from eosmodel.errors import InputError, file_error
 from eosmodel.trace import Trace, TraceWriter, load_trace
 from eosmodel.train._config import _comparable, config_mismatch, normalize_config, resolve_tuner
-from eosmodel.train._data import load_dataset
+from eosmodel.train._factory import build_dataset, build_model, load_params
 from eosmodel.train._loop import TrainState, build_step_fns, host_layout, to_host
 from eosmodel.train._losses import make_loss_fn
-from eosmodel.train._models import count_params, init_model, make_model
+from eosmodel.train._models import count_params, init_model
 from eosmodel.train._parallel import make_data_parallel
 from eosmodel.tuners import make_tuner
 
@@ -293,7 +293,7 @@ def _build(config_json: str, n: int, num_classes: int, dp: Any):
     """
     config = json.loads(config_json)
     train_cfg = config["train"]
-    model = make_model(config["model"], num_classes)
+    model = build_model(config["model"], num_classes)
     fns = make_loss_fn(model, config["loss"], num_classes)
     tx = make_tuner(config["tuner"])
     # Key derivation (documented, tests replay it): k = key(seed); init, data order, tracker start
@@ -400,7 +400,7 @@ def _run_locked(config: dict, run_dir: Path, *, resume: bool, progress: bool, st
         raise InputError(f"run directory {run_dir} already holds a run; resume it (--resume) or choose another directory.")
 
     data_cfg, train_cfg, sharp_cfg = config["data"], config["train"], config["sharpness"]
-    dataset = load_dataset(data_cfg)
+    dataset = build_dataset(data_cfg)
     n = int(dataset.x_train.shape[0])
     batch_size = int(train_cfg["batch_size"])
     if batch_size > n:
@@ -457,6 +457,8 @@ def _run_locked(config: dict, run_dir: Path, *, resume: bool, progress: bool, st
     check_model_memory(config, count_params(shapes["params"]))
     variables = init_model(model, keys["init"], dataset.x_train[:1])
     params = variables["params"]
+    if config["model"].get("init_from"):
+        params = load_params(config["model"]["init_from"], params)
     model_state = {k: v for k, v in variables.items() if k != "params"}
     tracker_state = ()
     if int(sharp_cfg["every"]):
@@ -482,7 +484,7 @@ def _run_locked(config: dict, run_dir: Path, *, resume: bool, progress: bool, st
 
     steps = int(train_cfg["steps"])
     log_every, eval_every, ckpt_every = (int(train_cfg[k]) for k in ("log_every", "eval_every", "checkpoint_every"))
-    bar = _Progress(progress, steps, start_step, f"{config['model']['name']}/{config['tuner'].get('preset', config['tuner']['name'])}")
+    bar = _Progress(progress, steps, start_step, f"{config['model'].get('name') or config['model']['factory']}/{config['tuner'].get('preset', config['tuner']['name'])}")
     clock0 = time.perf_counter() - wall_offset
     t = start_step
     status, diverged_at, reason = "completed", None, ""

@@ -10,7 +10,7 @@ import functools
 
 import sympy as sp
 
-from derivations._result import Result
+from eosmodel.derive._result import Result
 
 t = sp.symbols("t", nonnegative=True)
 sigma, alpha, lam0, lam_t = sp.symbols("sigma alpha lambda_0 lambda_t", positive=True)

@@ -13,7 +13,7 @@ import functools
 
 import sympy as sp
 
-from derivations._result import Result
+from eosmodel.derive._result import Result
 
 eta, n, lam = sp.symbols("eta n lambda", positive=True)
 f, r, target = sp.symbols("f r y", real=True)

@@ -11,7 +11,7 @@ import functools
 
 import sympy as sp
 
-from derivations._result import Result
+from eosmodel.derive._result import Result
 
 a, b = sp.symbols("a b", positive=True)
 eta = sp.symbols("eta", positive=True)

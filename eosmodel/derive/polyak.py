@@ -11,7 +11,7 @@ import functools
 
 import sympy as sp
 
-from derivations._result import Result
+from eosmodel.derive._result import Result
 
 c, lam, w = sp.symbols("c lambda w", positive=True)
 

@@ -11,7 +11,7 @@ import functools
 
 import sympy as sp
 
-from derivations._result import Result
+from eosmodel.derive._result import Result
 
 eta, c, lam = sp.symbols("eta c lambda", positive=True)
 g2, gHg = sp.symbols(r"\|g\|^2 g^{\top}Hg", positive=True)

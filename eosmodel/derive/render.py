@@ -12,8 +12,8 @@ from pathlib import Path
 
 import sympy as sp
 
-from derivations import all_results
-from derivations._result import Result
+from eosmodel.derive import all_results
+from eosmodel.derive._result import Result
 
 _MATHJAX = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"
 
@@ -42,7 +42,7 @@ def equation_latex(label: str, expr) -> str:
 
 
 def render_result(result: Result) -> str:
-    """The HTML section of one :class:`~derivations.Result`."""
+    """The HTML section of one :class:`~eosmodel.derive.Result`."""
     parts = [
         f'<section id="{html.escape(result.key)}">',
         f"<h2>{html.escape(result.title)}</h2>",
@@ -57,7 +57,7 @@ def render_result(result: Result) -> str:
 
 
 def render_html(results: list[Result] | None = None) -> str:
-    """The whole page as a string (``results`` defaults to :func:`derivations.all_results`)."""
+    """The whole page as a string (``results`` defaults to :func:`eosmodel.derive.all_results`)."""
     results = all_results() if results is None else results
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     toc = "\n".join(
@@ -74,7 +74,7 @@ def render_html(results: list[Result] | None = None) -> str:
 </head>
 <body>
 <h1>eosmodel: symbolic derivations</h1>
-<p>Each result is derived with sympy in <code>derivations/</code> and checked against simulation
+<p>Each result is derived with sympy in <code>eosmodel/derive/</code> and checked against simulation
 by <code>tests/test_derivations.py</code>. Generated {stamp} with sympy {sp.__version__}.</p>
 <ul>
 {toc}

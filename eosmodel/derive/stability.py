@@ -6,7 +6,7 @@ import functools
 
 import sympy as sp
 
-from derivations._result import Result
+from eosmodel.derive._result import Result
 
 eta, lam = sp.symbols("eta lambda", positive=True)
 x = sp.symbols("x", real=True)

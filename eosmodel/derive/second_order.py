@@ -15,7 +15,7 @@ import functools
 
 import sympy as sp
 
-from derivations._result import Result
+from eosmodel.derive._result import Result
 
 x, y, e = sp.symbols("x y e", real=True)
 s, p = sp.symbols("s p", real=True)  # sum and product of the two x values of a period-2 orbit

@@ -15,7 +15,7 @@ import functools
 
 import sympy as sp
 
-from derivations._result import Result
+from eosmodel.derive._result import Result
 
 x, y = sp.symbols("x y", real=True)
 eta, alpha, beta = sp.symbols("eta alpha beta", positive=True)
