@@ -576,3 +576,15 @@ def test_each_tuner_is_defined_once():
         assert list(ours) == list(theirs), name
         assert [p.default for p in ours.values()] == [p.default for p in theirs.values()], name
         assert set(tuner_config(name, **({"stepsize": 0.1} if name == "constant" else {}))) == {"name", *theirs}
+
+
+@pytest.mark.parametrize("name,key", [("constant", "stepsize"), ("armijo", "c"), ("polyak", "max_stepsize"),
+                                      ("cdat", "sigma"), ("oracle", "sigma")])
+@pytest.mark.parametrize("bad", [True, "0.1"])
+def test_booleans_and_strings_are_not_numbers(name, key, bad):
+    """stepsize = true would train at 1.0 if bools were numbers; "0.1" is refused, not parsed, as
+    the config schema of eosmodel.train refuses it."""
+    from eosmodel.tuners import tuner_config
+
+    with pytest.raises(ValueError, match=f"{key} must be a real number"):
+        tuner_config(name, **{key: bad})

@@ -26,6 +26,7 @@ import math
 from typing import Any, Callable
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 
 STATUS_OK = 0
@@ -74,7 +75,11 @@ def as_real(name: str, value: Any) -> Any:
     not a real number."""
     if is_traced(value):
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # A boolean or a string is not a number (True would train at 1.0, "0.1" would be a typo that
+    # happens to parse): refused, as the config schema of eosmodel.train refuses them.
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise ValueError(f"{name} must be a real number, got {value!r}; pass a Python float.")
+    if not isinstance(value, (int, float)):
         try:
             value = float(value)  # numpy scalars, 0-d arrays
         except (TypeError, ValueError):

@@ -82,8 +82,8 @@ def _derived(preset: str, args: dict[str, Any]) -> dict[str, Any]:
 def _normalize(key: str, value: Any) -> Any:
     """A JSON-serialisable Python value (str, None, int for counts, float otherwise); a traced
     value is kept as it is (it is resolved inside ``jit``/``vmap``)."""
-    if value is None or isinstance(value, str) or isinstance(value, jax.core.Tracer):
-        return value
+    if value is None or isinstance(value, (str, bool)) or isinstance(value, jax.core.Tracer):
+        return value  # a bool or a string is left for the factory to reject
     if key in _INT_HYPER:
         return int(value) if not isinstance(value, bool) and int(value) == value else value
     try:
