@@ -9,7 +9,7 @@ The settings live in the constants below, so the many files stay consistent; edi
 commit the outputs. Every file is a complete run config for ``eosmodel train FILE --out DIR``
 (tables [data] [model] [loss] [tuner] [train] [sharpness]; see eosmodel/train/_config.py).
 
-Experiments (science.md section 1):
+Experiments (docs/theory.md section 1):
 
 * ``fig1/`` (also read by fig2): full batch on cifar10-5k (first 5000 CIFAR-10 training images,
   standardised), MSE, architectures ``FULL_BATCH_MODELS``; GD at the fixed stepsizes ``ETAS``,

@@ -210,7 +210,7 @@ def test_oracle_growth_law_against_the_map():
     sigma, alpha, beta, lam0 = 1.5, 0.7, 3.0, 2.0
     law = sp.lambdify(growth.t, growth.growth_law().subs({growth.sigma: sigma, growth.alpha: alpha, growth.lam0: lam0}))
     increment = sp.lambdify(growth.lam_t, growth.squared_increment().subs({growth.sigma: sigma, growth.alpha: alpha}))
-    # the joint map of science.md 5 with eta_t = sigma / lambda_t: x decays, lambda follows the law
+    # the joint map of docs/theory.md 5 with eta_t = sigma / lambda_t: x decays, lambda follows the law
     x, lam = 0.05, lam0
     for _ in range(20000):
         eta = sigma / lam

@@ -1,4 +1,4 @@
-"""The simulator and sweeps reproduce the known toy results of science.md §6."""
+"""The simulator and sweeps reproduce the known toy results of docs/theory.md §6."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from eosmodel.trace import load_trace
 from eosmodel.tuners import constant, tuner_config
 
 # ----------------------------------------------------------------------------------------------
-# Self-stabilisation map (Damian et al.), science.md §4.1 and §6.
+# Self-stabilisation map (Damian et al.), docs/theory.md §4.1 and §6.
 # ----------------------------------------------------------------------------------------------
 
 
@@ -225,7 +225,7 @@ def test_sweep_rejects_bad_input(kwargs, match):
 
 def test_uv_catapult_regime(x64):
     """uv model, GD: monotone for η < 2/λ₀; catapult (loss spike, λ falls below 2/η, then
-    convergence) for 2/λ₀ < η < 4/λ₀; divergence beyond (science.md §4.3)."""
+    convergence) for 2/λ₀ < η < 4/λ₀; divergence beyond (docs/theory.md §4.3)."""
     toy = uv(20, 0.0)
     params = toy.init(jax.random.key(3))
     lam0 = float(uv_lambda(params))
@@ -256,7 +256,7 @@ def test_zhu_gd_settles_at_the_edge(x64):
 @settings(max_examples=8)
 @given(product=st.one_of(st.floats(0.2, 1.9), st.floats(2.1, 3.0)))
 def test_quadratic_diverges_exactly_above_two(product):
-    """GD on a quadratic with top eigenvalue λ: diverged iff ηλ > 2 (science.md §1)."""
+    """GD on a quadratic with top eigenvalue λ: diverged iff ηλ > 2 (docs/theory.md §1)."""
     eta = product / 4.0
     tr = simulate(QUAD, constant(eta), 400, key=jax.random.key(0), params=QUAD_P0,
                   divergence_threshold=1e10, tuner_config={"name": "constant", "stepsize": eta})

@@ -1,5 +1,5 @@
 """Tests of eosmodel.fit: the EOS models against their recursions, parameter recovery on simulated
-traces with known parameters, the verdicts of science.md §5, the time units, inputs and outputs."""
+traces with known parameters, the verdicts of docs/theory.md §5, the time units, inputs and outputs."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from eosmodel.fit._closed import zero_smooth_part
 from eosmodel.trace import Trace, read_csv
 
 # ------------------------------------------------------------------------------------------------
-# A plain numpy implementation of the self-stabilisation map (science.md §4.1), independent of the
+# A plain numpy implementation of the self-stabilisation map (docs/theory.md §4.1), independent of the
 # package, used to make traces with known parameters.
 # ------------------------------------------------------------------------------------------------
 
@@ -162,7 +162,7 @@ def test_joint_recovers_alpha_beta_from_loss_excess(eta, lam0):
 
 
 # ------------------------------------------------------------------------------------------------
-# Verdicts (science.md §5): fixed-eta EOS explained; the sigma/lambda oracle and a run above the
+# Verdicts (docs/theory.md §5): fixed-eta EOS explained; the sigma/lambda oracle and a run above the
 # ceiling are not.
 # ------------------------------------------------------------------------------------------------
 
@@ -177,7 +177,7 @@ def test_verdict_explained_for_fixed_eta_gd_at_eos():
 
 def test_verdict_fails_for_oracle_below_two_growing_below_edge():
     trace, lam = damian_trace(1.0, 4.0, 12000, sigma=1.5, lam0=50.0, x0=0.05, every=10, noise=0.003)
-    # The map itself follows lambda_t = sqrt(lam0^2 + 2 sigma alpha t) (science.md §6).
+    # The map itself follows lambda_t = sqrt(lam0^2 + 2 sigma alpha t) (docs/theory.md §6).
     assert lam[-1] == pytest.approx(math.sqrt(50.0**2 + 2 * 1.5 * 1.0 * 11999), rel=1e-3)
     report = fit_trace(trace)
     assert report.verdict.startswith("fails") and not report.explained

@@ -133,7 +133,7 @@ def test_second_order_protocol_matches_autodiff(t1, t2, eta):
        eta=st.floats(0.05, 1.0, **finite))
 @in_x64
 def test_second_order_normalized_map_is_gd(t1, t2, eta):
-    """x = ηωz, y = ηT − 2, e = ηωE follow science.md §4.2 exactly under GD on θ (5 steps)."""
+    """x = ηωz, y = ηT − 2, e = ηωE follow docs/theory.md §4.2 exactly under GD on θ (5 steps)."""
     toy, omega = SECOND_ORDER_TOY, SECOND_ORDER_TOY.hyper["omega"]
     e = eta * omega * second_order_1d_energy(toy)
     pred, gd = _normalized_vs_gd(jnp.asarray([t1, t2]), eta, e)
@@ -253,7 +253,7 @@ def test_second_order_rules_equal_real_tuners(x64, config):
 
 
 # UVModel with n → ∞ is GD on the quadratic ½λ(f − y)² of the output (λ frozen): the rank-one
-# quadratic of curvature λ on which science.md §6 states the tuners' closed forms.
+# quadratic of curvature λ on which docs/theory.md §6 states the tuners' closed forms.
 QUADRATIC = UVModel(target=0.0, width=1e300)
 
 
@@ -292,7 +292,7 @@ def test_armijo_rule_sufficient_decrease_and_quadratic_bound(c, lam, f):
        cap=st.floats(0.01, 10, **finite))
 @in_x64
 def test_polyak_rule_on_quadratic(c, lam, cap):
-    """SPS_max on ½λw² with f* = 0: η = min(1/(2cλ), γ_max) (science.md §6)."""
+    """SPS_max on ½λw² with f* = 0: η = min(1/(2cλ), γ_max) (docs/theory.md §6)."""
     s = UVState(f=jnp.asarray(0.7), lam=jnp.asarray(lam))
     eta, _, diag = _polyak_on_quadratic(c, cap, s)
     assert float(eta) == pytest.approx(min(1 / (2 * c * lam), cap), rel=1e-12)

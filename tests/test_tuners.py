@@ -1,4 +1,4 @@
-"""Mathematical contracts of the tuners (science.md §3) and their configs.
+"""Mathematical contracts of the tuners (docs/theory.md §3) and their configs.
 
 The property tests run eagerly under ``jax.disable_jit()``: every hypothesis example builds a
 tuner with new hyperparameters (constants of the jaxpr), so jitting would compile once per
@@ -148,7 +148,7 @@ def test_armijo_accepts_exactly_the_stepsizes_of_optax_backtracking(problem, qua
 
 
 def _reference_armijo(f, grad_f, w, steps, *, c, beta, gamma, eta_max, max_trials, on_failure, init_rule):
-    """Independent plain-numpy Armijo backtracking (science.md §3.1), step by step."""
+    """Independent plain-numpy Armijo backtracking (docs/theory.md §3.1), step by step."""
     records, previous = [], None
     for _ in range(steps):
         value, g = f(w), grad_f(w)
@@ -284,7 +284,7 @@ def test_polyak_equals_its_formula_and_bounds_on_quadratics(problem, c, gamma_ma
 
 @given(lam=log_uniform, c=st.floats(0.05, 2.0), gamma_max=log_uniform, w=st.floats(0.01, 100.0))
 def test_polyak_on_one_dimensional_quadratic(lam, c, gamma_max, w):
-    """science.md §6: SPS_max on ½λw² gives η = min(1/(2cλ), γ_max)."""
+    """docs/theory.md §6: SPS_max on ½λw² gives η = min(1/(2cλ), γ_max)."""
     opt = polyak(c=c, max_stepsize=gamma_max)
     with jax.enable_x64(True), jax.disable_jit():
         _, state, _, _ = _one_step(opt, lambda v: 0.5 * lam * jnp.sum(v**2), [w])

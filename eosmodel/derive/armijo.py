@@ -2,7 +2,7 @@
 
 For f(w) = 1/2 w^T H w, g = H w, the Armijo condition f(w - eta g) <= f(w) - c eta ||g||^2 holds
 exactly for 0 < eta <= 2 (1 - c) ||g||^2 / (g^T H g); in one dimension (or once g aligns with the
-top eigenvector) this is eta <= 2 (1 - c) / lambda < 2 / lambda (science.md 3.1).
+top eigenvector) this is eta <= 2 (1 - c) / lambda < 2 / lambda (docs/theory.md 3.1).
 """
 
 from __future__ import annotations

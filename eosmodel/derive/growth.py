@@ -1,4 +1,4 @@
-"""Sharpness growth under the oracle tuner eta_t = sigma / lambda_t (science.md 4.1).
+"""Sharpness growth under the oracle tuner eta_t = sigma / lambda_t (docs/theory.md 4.1).
 
 With eta_t lambda_t = sigma < 2 the oscillation |1 - sigma| < 1 decays, the self-stabilising term
 vanishes and lambda_{t+1} = lambda_t + sigma alpha / lambda_t: lambda_t^2 ~ lambda_0^2 + 2 sigma alpha t.

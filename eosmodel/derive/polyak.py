@@ -1,4 +1,4 @@
-"""The Polyak stepsize SPS_max on quadratics (science.md 3.2).
+"""The Polyak stepsize SPS_max on quadratics (docs/theory.md 3.2).
 
 eta = (f(w) - f*) / (c ||g||^2) with f* = 0. On f = 1/2 lambda w^2 it is 1/(2 c lambda) (so
 eta*lambda = 1/(2c)); on a multi-dimensional quadratic with non-negative spectrum it is

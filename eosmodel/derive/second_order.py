@@ -1,4 +1,4 @@
-"""The normalised map of the one-datum, two-parameter second-order regression model (science.md 4.2).
+"""The normalised map of the one-datum, two-parameter second-order regression model (docs/theory.md 4.2).
 
 With Q eigenvalues +-omega, E = z0 - 1/2 G^T Q^{-1} G and x = eta omega z, y = eta T - 2 (T = ||J||^2),
 e = eta omega E, GD on theta is exactly

@@ -2,7 +2,7 @@
 
     x_{t+1} = -(1 + eta y_t) x_t,      y_{t+1} = y_t + eta (alpha - beta x_t^2 / 2)
 
-(x: displacement along the top eigenvector, y = lambda - 2/eta; science.md 4.1). Its fixed points
+(x: displacement along the top eigenvector, y = lambda - 2/eta; docs/theory.md 4.1). Its fixed points
 are (+-delta, -2/eta) with delta = sqrt(2 alpha / beta) (saddles); its period-2 orbit
 (x, y) = (delta, 0) <-> (-delta, 0) is the edge of stability (eta*lambda = 2, |x| = delta). In
 continuous time (tau = eta t, X = |x|, Y = y) the flow dX/dtau = X Y, dY/dtau = alpha - beta X^2/2

@@ -1,4 +1,4 @@
-"""The stability threshold of GD on a quadratic: eta * lambda < 2 (science.md 1)."""
+"""The stability threshold of GD on a quadratic: eta * lambda < 2 (docs/theory.md 1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The catapult thresholds of the uv model, 2/lambda_0 and 4/lambda_0 (science.md 4.3).
+"""The catapult thresholds of the uv model, 2/lambda_0 and 4/lambda_0 (docs/theory.md 4.3).
 
 GD on f = u.v / sqrt(n), loss 1/2 (f - y)^2, is exactly a map of (f, lambda), lambda =
 (|u|^2 + |v|^2)/n. Linearised at small r = f - y, r_{t+1} = (1 - eta lambda) r_t: the residual grows

@@ -1,4 +1,4 @@
-"""The edge-of-stability minimum of Zhu et al.'s function f(a, b) = 1/4 (a^2 b^2 - 1)^2 (science.md 4.4).
+"""The edge-of-stability minimum of Zhu et al.'s function f(a, b) = 1/4 (a^2 b^2 - 1)^2 (docs/theory.md 4.4).
 
 On the minimum ab = 1 the Hessian has eigenvalues 0 and 2(a^2 + b^2); GD with stepsize eta settles
 where this equals 2/eta: a^2 + b^2 = 1/eta, i.e. (c, d) = ((eta^-2 - 4)^(1/4), 1) with

@@ -1,6 +1,6 @@
 """Closed-form reduced maps of the toy models, and tuner rules expressed on their reduced state.
 
-Three toy losses of science.md §4 have an exact low-dimensional description of gradient descent
+Three toy losses of docs/theory.md §4 have an exact low-dimensional description of gradient descent
 (GD): the state of the map at step t determines the loss, the gradient norm, the curvature along
 the gradient and the next state for ANY stepsize η_t. A stepsize tuner can therefore run on the
 reduced state exactly as it runs on the toy's parameters:
@@ -94,7 +94,7 @@ class SelfStabilizationState(NamedTuple):
 class SelfStabilizationModel(NamedTuple):
     """Self-stabilisation model of Damian, Nichani & Lee, exact on the toy's loss, in (x, λ).
 
-    Math (science.md §4.1; the toy :func:`eosmodel.toys.self_stabilization`): parameters (x, s[,
+    Math (docs/theory.md §4.1; the toy :func:`eosmodel.toys.self_stabilization`): parameters (x, s[,
     z]) with λ = λ₀ + √β·s and loss
 
         L = −(α/√β)·s + ½λx² [+ ½Σμᵢzᵢ²]                      (``sharpening_limit=None``)
@@ -245,7 +245,7 @@ class SecondOrderState(NamedTuple):
 class SecondOrderModel(NamedTuple):
     """Second-order regression model with one data point and two parameters, in (z, T).
 
-    Math (science.md §4.2): z(θ) = z₀ + Gᵀθ + ½θᵀQθ, loss ½z², J = G + Qθ, T = ‖J‖², Q with
+    Math (docs/theory.md §4.2): z(θ) = z₀ + Gᵀθ + ½θᵀQθ, loss ½z², J = G + Qθ, T = ‖J‖², Q with
     eigenvalues ±ω, E = z₀ − ½GᵀQ⁻¹G. With φ = θ + Q⁻¹G: z − E = ½φᵀQφ, T = φᵀQ²φ,
     JᵀQJ = φᵀQ³φ = 2ω²(z − E) and φᵀQ⁴φ = ω²T, so GD θ' = θ − ηzJ gives exactly
 
@@ -334,7 +334,7 @@ class SecondOrderModel(NamedTuple):
 def second_order_normalized_step(x: Any, y: Any, e: Any) -> tuple[Array, Array]:
     """One GD step of the second-order regression model in normalised variables.
 
-    Math (science.md §4.2), with x = ηωz, y = ηT − 2, e = ηωE at a fixed stepsize η:
+    Math (docs/theory.md §4.2), with x = ηωz, y = ηT − 2, e = ηωE at a fixed stepsize η:
 
         x' = −(1 + y)·x + x²·(x − e)
         y' = y + x²·(y + 2) − 4·x·(x − e)
@@ -374,7 +374,7 @@ class UVState(NamedTuple):
 class UVModel(NamedTuple):
     """Two-layer linear "uv" model f = uᵀv/√n on one example, in the reduced state (f, λ).
 
-    Math (science.md §4.3): loss ½r², r = f − y, λ = (‖u‖² + ‖v‖²)/n; GD gives exactly
+    Math (docs/theory.md §4.3): loss ½r², r = f − y, λ = (‖u‖² + ‖v‖²)/n; GD gives exactly
 
         f' = f − ηλr + η²r²f/n
         λ' = λ − 4ηrf/n + η²r²λ/n
@@ -629,7 +629,7 @@ def oracle_rule(*args: Any, exact: bool = False, **hyper: Any) -> MapRule:
 
     Math: η_t = σ/λ_t with λ_t = ``model.sharpness(state)`` (the map's sharpness variable), or
     λ_max(H) = ``model.top_eigenvalue(state)`` when ``exact``. Under it η_tλ_t ≡ σ, and on the
-    self-stabilisation map with σ < 2, λ_t ≈ √(λ₀² + 2σαt) (science.md §3.4, §4.1).
+    self-stabilisation map with σ < 2, λ_t ≈ √(λ₀² + 2σαt) (docs/theory.md §3.4, §4.1).
 
     Args:
       *args, **hyper: the hyperparameters of :class:`eosmodel.tuners.OracleRule` (``sigma``,
@@ -645,7 +645,7 @@ def oracle_rule(*args: Any, exact: bool = False, **hyper: Any) -> MapRule:
 def armijo_rule(*args: Any, **hyper: Any) -> MapRule:
     """Armijo backtracking on a reduced model (:class:`eosmodel.tuners.ArmijoRule`).
 
-    Math (science.md §3.1): the first of η₀, βη₀, … (at most m trials) with
+    Math (docs/theory.md §3.1): the first of η₀, βη₀, … (at most m trials) with
     f(w − ηg) ≤ f(w) − c·η·‖g‖², where f(w − ηg) = ``model.loss(model.step(state, η))`` is exact
     on the reduced state; η₀ = min(γ·η_{t−1}, η_max).
 
@@ -663,7 +663,7 @@ def armijo_rule(*args: Any, **hyper: Any) -> MapRule:
 def polyak_rule(*args: Any, **hyper: Any) -> MapRule:
     """Polyak stepsize SPS_max on a reduced model (:class:`eosmodel.tuners.PolyakRule`).
 
-    Math (science.md §3.2): η = min((f − f*)/(c·‖g‖²), Γ_t) with f = ``model.loss`` and ‖g‖² =
+    Math (docs/theory.md §3.2): η = min((f − f*)/(c·‖g‖²), Γ_t) with f = ``model.loss`` and ‖g‖² =
     ``model.grad_norm_sq``.
 
     Args:
@@ -679,7 +679,7 @@ def polyak_rule(*args: Any, **hyper: Any) -> MapRule:
 def cdat_rule(*args: Any, **hyper: Any) -> MapRule:
     """CDAT on a reduced model (:class:`eosmodel.tuners.CDATRule` with d = g).
 
-    Math (science.md §3.4): η = σ·‖g‖²/(|gᵀHg| + ε) with ``model.grad_norm_sq`` and
+    Math (docs/theory.md §3.4): η = σ·‖g‖²/(|gᵀHg| + ε) with ``model.grad_norm_sq`` and
     ``model.curvature`` (or their debiased moving averages with ``ema``).
 
     Args:

@@ -39,7 +39,7 @@ class OracleRule:
     Math: η_t = σ/λ_t with λ_t = ``sharpness`` (the top Hessian eigenvalue, or a reduced map's
     sharpness variable) and σ = ``sigma``; no step where λ_t ≤ 0 or is non-finite (status 6), or
     where ``finite`` is False (status 1). On the self-stabilisation map with σ < 2,
-    λ_t ≈ √(λ₀² + 2σαt) (science.md §3.4, §4.1).
+    λ_t ≈ √(λ₀² + 2σαt) (docs/theory.md §3.4, §4.1).
 
     Args:
       sigma: σ > 0. Default 2.0 (on the edge, as ``cdat-edge``).
