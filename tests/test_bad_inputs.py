@@ -34,6 +34,8 @@ TINY = {
 def _config(tmp_path: Path, **tables) -> Path:
     cfg = json.loads(json.dumps(TINY))
     for table, values in tables.items():
+        if table == "data" and values.get("name", cfg["data"]["name"]) != cfg["data"]["name"]:
+            cfg["data"] = {}  # another dataset: the synthetic keys would be refused as ignored
         cfg.setdefault(table, {}).update(values)
     path = tmp_path / "tiny.json"
     path.write_text(json.dumps(cfg))
