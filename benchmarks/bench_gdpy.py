@@ -12,13 +12,12 @@ The reference is reimplemented here (``--child torch``) and needs PyTorch (``pip
 without it only the eosmodel figures are printed.
 
 eosmodel runs the same model size, data, stepsize, cadences and physical batch through its command
-line (``python -m eosmodel.cli train``: import, compile, run, trace written), with the test loss at
+line (``eosmodel train``: import, compile, run, trace written), with the test loss at
 every step (``train.eval_every = 1``; the train loss of every step comes with the gradient) and the
 warm-started tracker at ``tol = --tol``. Each run is a fresh process, timed from outside (wall time,
-imports and compilation included). Rounds interleave: torch, eosmodel with an empty compilation cache,
-eosmodel again (the persistent cache filled by the previous run), optionally the eosmodel of another
+imports and compilation included). Rounds interleave: eosmodel with an empty compilation cache, eosmodel again (the persistent cache filled by the previous run), optionally the eosmodel of another
 source tree (``--baseline-tree``, e.g. the main checkout: the "before" figure) and eosmodel without
-sharpness tracking. The ratios are per round (same conditions), the median over rounds is printed.
+sharpness tracking, then torch. The ratios are per round (same conditions), the median over rounds is printed.
 
 Data: real CIFAR-10 is not on the benchmark machine, so the data is eosmodel's synthetic Gaussian
 mixture of CIFAR shape (32x32x3 inputs, 10 classes; ``--n`` train, ``--n-test`` test examples;
@@ -169,7 +168,8 @@ def main() -> None:
         cfg_path.write_text(json.dumps(eosmodel_config(args, every)))
         out = work / f"run_{tag}"
         shutil.rmtree(out, ignore_errors=True)
-        return [sys.executable, "-m", "eosmodel.cli", "train", str(cfg_path), "--out", str(out)]
+        cli = "import sys; from eosmodel.cli import main; sys.exit(main())"
+        return [sys.executable, "-c", cli, "train", str(cfg_path), "--out", str(out)]
 
     def env_for(tree: Path, cache: Path | None) -> dict:
         env = dict(os.environ, PYTHONPATH=str(tree))
@@ -185,11 +185,6 @@ def main() -> None:
         cache = work / f"cache_{r}"
         shutil.rmtree(cache, ignore_errors=True)
         runs = []
-        if have_torch:
-            runs.append(("torch gd.py", [sys.executable, __file__, "--child", "torch", "--data", str(work / "data.npz"),
-                                         "--steps", str(args.steps), "--eig-every", str(args.eig_every), "--neigs",
-                                         str(args.neigs), "--eta", str(args.eta), "--chunk", str(args.chunk)],
-                         dict(os.environ)))
         runs.append(("eosmodel (empty compilation cache)", eos_cmd(args.eig_every, "cold"), env_for(ROOT, cache)))
         runs.append(("eosmodel (compilation cache filled)", eos_cmd(args.eig_every, "warm"), env_for(ROOT, cache)))
         if args.baseline_tree:
@@ -197,6 +192,11 @@ def main() -> None:
                          env_for(Path(args.baseline_tree), None)))
         if not args.no_untracked:
             runs.append(("eosmodel without sharpness (no cache)", eos_cmd(0, "plain"), env_for(ROOT, None)))
+        if have_torch:  # last in the round (a failing eosmodel child shows at once)
+            runs.append(("torch gd.py", [sys.executable, __file__, "--child", "torch", "--data", str(work / "data.npz"),
+                                         "--steps", str(args.steps), "--eig-every", str(args.eig_every), "--neigs",
+                                         str(args.neigs), "--eta", str(args.eta), "--chunk", str(args.chunk)],
+                         dict(os.environ)))
         for name, cmd, env in runs:
             wall, out = run_child(cmd, env)
             times.setdefault(name, []).append(wall)

@@ -440,7 +440,14 @@ def _lanczos(matvec, like, k: int, num_vectors: int, *, key, v0, tol: float, max
     nv = min(num_vectors, m)
     # Ritz vectors y_i = V s_i over the first m basis rows; padded pairs (i >= ng) give zero vectors.
     s_out = jnp.where((jnp.arange(nv) < ng)[None, :], s[:, :nv], 0.0)
-    vecs = jax.tree.map(lambda x: jnp.tensordot(s_out.T.astype(x.dtype), x[:m], axes=1), basis)
+    # Summed over the j filled rows only (rows >= j have zero coefficients): cost O(j n), not O(m n).
+    def accumulate(l, out):
+        c = s_out[l]
+        return jax.tree.map(lambda o, x: o + c.astype(x.dtype).reshape((nv,) + (1,) * (x.ndim - 1)) * x[l][None],
+                            out, basis)
+
+    zero = jax.tree.map(lambda x: jnp.zeros((nv,) + x.shape[1:], x.dtype), basis)
+    vecs = lax.fori_loop(0, jnp.minimum(j, m), accumulate, zero)
     norms = jnp.sqrt(sum(jnp.sum(x.reshape(nv, -1) ** 2, axis=1) for x in jax.tree.leaves(vecs)))
     inv = jnp.where(norms > 0, 1.0 / jnp.where(norms > 0, norms, 1.0), 0.0)
     vecs = jax.tree.map(lambda x: x * inv.reshape((nv,) + (1,) * (x.ndim - 1)).astype(x.dtype), vecs)

@@ -201,7 +201,7 @@ def build_step_fns(
 
         return chunk_mean(one, data, dp)
 
-    def subset_hessian_matvec(params: PyTree) -> Callable[[PyTree], PyTree]:
+    def subset_hessian_matvec(params: PyTree, subset: Chunks) -> Callable[[PyTree], PyTree]:
         """v -> H v, H the Hessian of the training loss on the sharpness subset at ``params``.
 
         One chunk: the subset's gradient is linearised once per estimate (``jax.linearize``), so each
@@ -225,7 +225,7 @@ def build_step_fns(
             step_key = jax.random.fold_in(keys["step"], t)
 
             def measure(tstate):
-                matvec = subset_hessian_matvec(state.params)
+                matvec = subset_hessian_matvec(state.params, subset)
                 tstate, res = tracker.estimate(tstate, matvec, key=step_key)
                 hvps = res.num_hvps.astype(jnp.int32)
                 if with_curvature:
