@@ -25,7 +25,7 @@ Cohen et al. use the first 5000 CIFAR-10 training images and the 10000 test imag
 step does not depend on the values of the data.
 
 Options: --n (5000), --n-test (10000), --steps (600), --eig-every (50), --neigs (1), --eta (0.02),
---tol (1e-3), --chunk (1000), --rounds (1), --baseline-tree PATH, --no-untracked.
+--tol (1e-3), --chunk (1000), --rounds (1), --baseline-tree PATH, --no-untracked, --torch-threads (0).
 """
 
 from __future__ import annotations
@@ -48,13 +48,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # ----------------------------------------------------------------------------------- the torch reference
 
 
-def torch_reference(data_path: str, steps: int, eig_every: int, neigs: int, eta: float, chunk: int) -> dict:
+def torch_reference(data_path: str, steps: int, eig_every: int, neigs: int, eta: float, chunk: int,
+                    threads: int) -> dict:
     """Cohen et al.'s gd.py loop on the arrays of ``data_path`` (runs in the child process)."""
     import scipy.sparse.linalg as spla
     import torch
     from torch import nn
     from torch.nn.utils import parameters_to_vector
 
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     d = np.load(data_path)
     x_tr, x_te = torch.tensor(d["x_train"]).flatten(1), torch.tensor(d["x_test"]).flatten(1)
@@ -139,11 +142,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--baseline-tree", default="", help="another eosmodel source tree to time as 'before'")
     parser.add_argument("--no-untracked", action="store_true", help="skip the eosmodel run without sharpness")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="torch.set_num_threads (0: torch's default); 1 avoids OpenMP spin-waiting on a crowded machine")
     parser.add_argument("--child", choices=["torch"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "torch":
-        out = torch_reference(args.data, args.steps, args.eig_every, args.neigs, args.eta, args.chunk)
+        out = torch_reference(args.data, args.steps, args.eig_every, args.neigs, args.eta, args.chunk, args.torch_threads)
         print(json.dumps(out))
         return
 
@@ -195,7 +200,8 @@ def main() -> None:
         if have_torch:  # last in the round (a failing eosmodel child shows at once)
             runs.append(("torch gd.py", [sys.executable, __file__, "--child", "torch", "--data", str(work / "data.npz"),
                                          "--steps", str(args.steps), "--eig-every", str(args.eig_every), "--neigs",
-                                         str(args.neigs), "--eta", str(args.eta), "--chunk", str(args.chunk)],
+                                         str(args.neigs), "--eta", str(args.eta), "--chunk", str(args.chunk),
+                                         "--torch-threads", str(args.torch_threads)],
                          dict(os.environ)))
         for name, cmd, env in runs:
             wall, out = run_child(cmd, env)
