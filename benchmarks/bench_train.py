@@ -24,6 +24,7 @@ printed per round.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import jax
@@ -75,7 +76,8 @@ def main() -> None:
     if args.quick:
         args.n, args.repeats = 500, 2
     n = args.n
-    print(f"devices: {jax.devices()}  n={n}")
+    print(f"devices: {jax.devices()}  n={n}  load average {os.getloadavg()} (cores {os.cpu_count()}; shared machine: "
+          "per-round spreads below)")
 
     # ------------------------------------------------------------------ set-up
     k = 4096
@@ -176,6 +178,7 @@ def main() -> None:
         f"costs {(best['loop_sharp'] - best['loop']) / best['gd']:.2f} GD steps per step ({hvps:.1f} HVPs on "
         f"average; target <= 8; {_spread(cost)})"
     )
+    print(f"load average at end {os.getloadavg()}")
     cold_cost = t["cold"] / t["gd"]
     print(
         f"(c) cold-start Lanczos at every step: {best['cold'] * 1e3:.1f} ms = {best['cold'] / best['gd']:.2f} GD "

@@ -2,7 +2,11 @@
 
 import os
 
-import jax
+# The command line enables JAX's persistent compilation cache in a user directory; tests that run it
+# in-process stay hermetic (tests/test_compilation_cache.py exercises the cache with its own directory).
+os.environ.setdefault("EOSMODEL_NO_COMPILATION_CACHE", "1")
+
+import jax  # noqa: E402
 import pytest
 from hypothesis import HealthCheck, settings
 

@@ -165,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    if args.command != "derive":  # every command but derive compiles JAX programs
+        from eosmodel._compilation_cache import enable_compilation_cache
+
+        enable_compilation_cache()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -16,7 +16,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from eosmodel import tuners as _tuners
-from eosmodel.sharpness import top_eigenpairs
+from eosmodel.sharpness import SharpnessTracker
 from eosmodel.toys import Toy
 from eosmodel.toys._maps import (
     MapRule,
@@ -170,6 +170,8 @@ def _simulate_scan(params, opt_state, batch, key, *, toy, tuner, steps, mode, ev
     dtype = flat0.dtype
     nan = jnp.asarray(jnp.nan, dtype)
 
+    tracker = SharpnessTracker(k=1, tol=tol, max_iters=max_iters) if mode == "lanczos" else None
+
     def value_fn(p):
         return toy.loss(p, batch)
 
@@ -185,10 +187,9 @@ def _simulate_scan(params, opt_state, batch, key, *, toy, tuner, steps, mode, ev
         def matvec(v):
             return jax.jvp(jax.grad(value_fn), (p,), (v,))[1]
 
-        res = top_eigenpairs(matvec, p, 1, key=jax.random.fold_in(key, t), v0=v_prev, tol=tol,
-                             max_iters=max_iters)
-        vec = jax.tree.map(lambda a: a[0], res.eigenvectors)
-        return res.eigenvalues[0].astype(dtype), res.num_hvps.astype(jnp.int32), vec
+        # The tracker's warm start (previous Ritz vectors + a random part + a guard vector).
+        tstate, res = tracker.estimate(v_prev, matvec, key=jax.random.fold_in(key, t))
+        return res.eigenvalues[0].astype(dtype), res.num_hvps.astype(jnp.int32), tstate
 
     def body(carry, t):
         p, s, alive, v_prev = carry
@@ -226,7 +227,10 @@ def _simulate_scan(params, opt_state, batch, key, *, toy, tuner, steps, mode, ev
                  _tree_where(ok, v_new, v_prev))
         return carry, record
 
-    v0 = jax.tree.map(jnp.zeros_like, params)
+    if mode == "lanczos":  # carry the tracker state (the step keys fold_in(key, t) use t < steps)
+        v0 = tracker.init(params, jax.random.fold_in(key, 2**31 - 1))
+    else:
+        v0 = jax.tree.map(jnp.zeros_like, params)
     carry0 = (params, opt_state, jnp.asarray(True), v0)
     (p_final, _, _, _), records = lax.scan(body, carry0, jnp.arange(steps))
     return p_final, records
@@ -276,7 +280,7 @@ def simulate(
       params: starting parameters (default ``toy.init(key)``); their dtype sets the run's dtype.
       sharpness: ``"exact"`` (``toy.sharpness``; if absent a dense ``eigvalsh`` of the Hessian up
         to ``DENSE_MAX_PARAMS`` parameters, else Lanczos), ``"dense"``, ``"lanczos"``
-        (warm-started :func:`eosmodel.sharpness.top_eigenpairs`) or ``None`` (not measured).
+        (warm-started :class:`eosmodel.sharpness.SharpnessTracker`) or ``None`` (not measured).
       sharpness_every: measure every k-th step (k ≥ 1).
       divergence_threshold: optional bound on |f| beyond which the run counts as diverged.
       lanczos_tol, lanczos_max_iters: Lanczos settings (relative accuracy, product cap).

@@ -124,6 +124,11 @@ def chunk_mean(fn: Callable[[PyTree], PyTree], chunks: Chunks, dp: DataParallel 
     return total
 
 
+def _num_chunks(chunks: Chunks) -> int:
+    full = 0 if chunks.full is None else int(jax.tree.leaves(chunks.full)[0].shape[0])
+    return full + (chunks.rem is not None)
+
+
 def _tree_sq_norm(tree: PyTree) -> jax.Array:
     return sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree))
 
@@ -196,6 +201,19 @@ def build_step_fns(
 
         return chunk_mean(one, data, dp)
 
+    def subset_hessian_matvec(params: PyTree, subset: Chunks) -> Callable[[PyTree], PyTree]:
+        """v -> H v, H the Hessian of the training loss on the sharpness subset at ``params``.
+
+        One chunk: the subset's gradient is linearised once per estimate (``jax.linearize``), so each
+        product runs only the tangent pass and the primal forward/backward is not redone inside the
+        Lanczos loop (memory: the residuals of one chunk, as one forward-over-reverse product).
+        Several chunks: forward-over-reverse per chunk, summed (memory: one chunk).
+        """
+        if _num_chunks(subset) == 1:
+            grad_fn = lambda p: chunk_mean(lambda b: jax.grad(fns.loss)(p, b), subset, dp)  # noqa: E731
+            return jax.linearize(grad_fn, params)[1]
+        return lambda v: chunk_mean(lambda b: hvp(fns.loss, params, b, v), subset, dp)
+
     def step(state: TrainState, train_data: Any, subset: Chunks) -> tuple[TrainState, dict[str, jax.Array]]:
         t = state.step
         data, perm = batch_of(state, train_data)
@@ -207,8 +225,7 @@ def build_step_fns(
             step_key = jax.random.fold_in(keys["step"], t)
 
             def measure(tstate):
-                params = state.params
-                matvec = lambda v: chunk_mean(lambda b: hvp(fns.loss, params, b, v), subset, dp)  # noqa: E731
+                matvec = subset_hessian_matvec(state.params, subset)
                 tstate, res = tracker.estimate(tstate, matvec, key=step_key)
                 hvps = res.num_hvps.astype(jnp.int32)
                 if with_curvature:
