@@ -1,4 +1,4 @@
-"""Benchmark of eosmodel.sharpness on the fc-tanh MLP of Cohen et al. (science.md §2).
+"""Benchmark of eosmodel.sharpness on the fc-tanh MLP of Cohen et al. (docs/theory.md §2).
 
 A 3072-200-200-10 tanh MLP, MSE loss (mean over examples of ½ Σ_classes (f(x) - onehot)²), on
 Gaussian CIFAR-shaped inputs with random one-hot labels. Prints plain ``name value`` lines:

@@ -34,7 +34,7 @@ def mlp_init(key, widths):
 
 
 def mlp_loss(params, batch):
-    """MSE of science.md §2: mean over examples of 0.5 * sum over outputs of (f(x) - y)^2."""
+    """MSE of docs/theory.md §2: mean over examples of 0.5 * sum over outputs of (f(x) - y)^2."""
     x, y = batch
     for layer in params[:-1]:
         x = jnp.tanh(x @ layer["w"] + layer["b"])
