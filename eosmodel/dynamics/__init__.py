@@ -12,6 +12,7 @@
 from eosmodel.dynamics._simulate import (
     DENSE_MAX_PARAMS,
     SHARPNESS_MODES,
+    map_records,
     resolve_tuner,
     simulate,
     simulate_map,
@@ -36,6 +37,7 @@ __all__ = [
     "sweep",
     "DENSE_MAX_PARAMS",
     "SHARPNESS_MODES",
+    "map_records",
     "resolve_tuner",
     "simulate",
     "simulate_map",

@@ -475,8 +475,23 @@ def _map_scan(model, state0, *, rule, steps, threshold):
         return (_tree_where(ok, s_new, s), _tree_where(ok, rs_new, rs), ok), record
 
     rs0 = rule.init(model, state0)
-    (s_final, _, _), rec = lax.scan(body, (state0, rs0, jnp.asarray(True)), jnp.arange(steps))
+    (s_final, _, _), rec = lax.scan(body, (state0, rs0, jnp.asarray(True)), jnp.arange(steps), unroll=4)
     return s_final, rec
+
+
+def map_records(model: Any, rule: MapRule, state: Any, steps: int) -> dict[str, jax.Array]:
+    """The per-step records of a reduced map with a tuner rule in the loop, as arrays (traceable).
+
+    The computation of :func:`simulate_map` (one ``lax.scan``, the state frozen after the first
+    non-finite step, ``alive`` False from then on) without the host-side trace: a pure function
+    of ``model`` and ``state`` that composes with ``jax.vmap`` (a batch of models or initial
+    states sharing one ``rule``) and ``jax.jit`` (``rule`` and ``steps`` static).
+
+    Returns:
+      ``{"loss", "grad_norm_sq", "stepsize", "sharpness", "alive", "bad", "tuner_<diag>",
+      <coordinates>}``, each of shape ``(steps,)`` (plus the batch axes under ``vmap``).
+    """
+    return _map_scan(model, state, rule=rule, steps=int(steps), threshold=None)[1]
 
 
 def simulate_map(
