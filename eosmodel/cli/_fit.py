@@ -78,14 +78,14 @@ def parse_columns(text: str | None) -> dict[str, str] | None:
 
 
 def _closed_loop(args) -> None | str | dict:
-    """The closed-loop request: ``None``, ``"auto"`` or a tuner config (a name or a preset of
-    eosmodel.tuners, resolved by ``tuner_config``; ``oracle`` is a rule of eosmodel.toys)."""
+    """The closed-loop request: ``None``, ``"auto"`` or a tuner config (a name, the oracle
+    included, or a preset of eosmodel.tuners, resolved by ``tuner_config``)."""
     if args.tuner is None:
         if args.sigma is not None:
             raise UsageError("--sigma needs --tuner (oracle or cdat); pass e.g. --tuner oracle --sigma 1.5.")
         return "auto" if args.closed_loop else None
-    if args.tuner in ("oracle", "constant"):
-        cfg: dict = {"name": args.tuner}
+    if args.tuner == "constant":  # its stepsize comes from the trace (rule_config)
+        cfg: dict = {"name": "constant"}
     else:
         from eosmodel.tuners import tuner_config
 

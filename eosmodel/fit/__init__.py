@@ -49,9 +49,10 @@ from eosmodel.fit._models import (
 )
 from eosmodel.fit._plot import plot_fit
 from eosmodel.fit._predict import Prediction, plot_predictions, predict_runs
-from eosmodel.fit._report import DEFAULT_EDGE_TOL, FitReport, compare, fit_trace
+from eosmodel.fit._report import FitReport, compare, fit_trace
 from eosmodel.fit._stats import effective_size, hac_covariance, nested_test
 from eosmodel.fit._verdict import (
+    DEFAULT_EDGE_TOL,
     ABOVE_CEILING,
     EXPLAINED,
     GROWING_BELOW_EDGE,

@@ -22,6 +22,7 @@ from scipy import ndimage, optimize
 
 from eosmodel.fit._data import FitData, FitInputError
 from eosmodel.fit._joint import clock, loss_energy
+from eosmodel.fit._verdict import edge_centre
 
 _GRID = 400
 
@@ -235,7 +236,7 @@ def smooth_part(data: FitData, *, window: int = 101) -> SmoothPart:
     pick = pick[np.concatenate(([True], np.diff(e[pick]) > 0))]
     ee, ll = e[pick], log_l[pick]
     if ee.size < 2:
-        return SmoothPart(clock=np.array([0.0, 1.0]), mu=np.zeros(2), tail=0.0, loss0=float(trend[0]))
+        return zero_smooth_part()._replace(loss0=float(trend[0]))
     mu = np.maximum(-np.gradient(ll, ee), 0.0)
     half = (ee > ee[-1] / 2) & (ee > 0)
     tail = max(-float(np.polyfit(np.log(ee[half]), ll[half], 1)[0]), 0.0) if half.sum() >= 3 else 0.0
@@ -427,8 +428,9 @@ def closed_errors(data: FitData, run: ClosedRun) -> dict[str, float]:
         "final_sharpness_predicted": float(np.nanmedian(run.sharpness[tail])) if np.isfinite(run.sharpness[tail]).any() else float("nan"),
     }
     out["median_eta_lambda_error"] = out["median_eta_lambda_predicted"] - out["median_eta_lambda_measured"]
-    out["centre_eta_lambda_measured"] = _centre(eta_m * lam_m)
-    out["centre_eta_lambda_predicted"] = _centre(nl_p)
+    t = data.step[idx].astype(np.float64)
+    out["centre_eta_lambda_measured"] = 2.0 + edge_centre(eta_m * lam_m - 2.0, t, 0.0)[0]
+    out["centre_eta_lambda_predicted"] = 2.0 + edge_centre(nl_p - 2.0, t, 0.0)[0]
     out["final_sharpness_rel_error"] = out["final_sharpness_predicted"] / out["final_sharpness_measured"] - 1.0
     bl = blocks(idx)
     for key, pred, meas in (("sharpness", run.sharpness, data.sharpness),
@@ -442,14 +444,6 @@ def closed_errors(data: FitData, run: ClosedRun) -> dict[str, float]:
         out["median_eta_lambda_error"] = out["final_sharpness_rel_error"] = float("nan")
     out["diverged_at"] = run.diverged_at
     return out
-
-
-def _centre(nl: np.ndarray) -> float:
-    """2 + median of the pair means ½(y_{2k} + y_{2k+1}) of y = ηλ − 2 (NaN-free pairs only)."""
-    k = nl.size // 2
-    m = 0.5 * (nl[0:2 * k:2] + nl[1:2 * k:2])
-    m = m[np.isfinite(m)]
-    return float(np.median(m)) if m.size else float("nan")
 
 
 def _clip_blocks(d: np.ndarray) -> np.ndarray:

@@ -75,7 +75,7 @@ def joint_path(stepsize: np.ndarray, w: np.ndarray, q: np.ndarray | None, lambda
     if q is not None and beta:
         drive = drive - 0.5 * beta * (w * q)
     a = clock(drive)[:n]
-    m = _inverse_stepsize(stepsize) * (2.0 + edge) - a
+    m = inverse_stepsize(stepsize) * (2.0 + edge) - a
     run = np.minimum.accumulate(m)
     centre = a + np.minimum(lambda0, run)
     lam = centre + zeta * q if (q is not None and zeta) else centre
@@ -85,21 +85,12 @@ def joint_path(stepsize: np.ndarray, w: np.ndarray, q: np.ndarray | None, lambda
     return JointPath(lam=lam, centre=centre, clipped=run < lambda0, arg=arg)
 
 
-_INV_CACHE: dict = {}
-
-
-def _inverse_stepsize(stepsize: np.ndarray) -> np.ndarray:
-    """1/η_t (∞ where η_t = 0, and at t = 0 where no ceiling binds), cached per array: the fits
-    evaluate the path many times on one trace."""
-    key = (id(stepsize), stepsize.size)
-    hit = _INV_CACHE.get(key)
-    if hit is not None and hit[0] is stepsize:
-        return hit[1]
+def inverse_stepsize(stepsize: np.ndarray) -> np.ndarray:
+    """1/η_t for the ceilings C_t = (2 + y*)/η_t: ∞ where η_t = 0 (a skipped step has no ceiling)
+    and at t = 0 (λ₀ may start above the ceiling)."""
     with np.errstate(divide="ignore"):
         inv = np.where(stepsize > 0, 1.0 / np.where(stepsize > 0, stepsize, 1.0), np.inf)
     inv[0] = np.inf
-    _INV_CACHE.clear()
-    _INV_CACHE[key] = (stepsize, inv)
     return inv
 
 

@@ -29,6 +29,7 @@ from eosmodel.fit._joint import (
     JOINT_PARAMS,
     clock,
     fit_joint_path,
+    inverse_stepsize,
     joint_jacobian,
     joint_path,
     smoother_r2,
@@ -329,10 +330,7 @@ def _piecewise_parts(stepsize, w, rates, bounds, lambda0, idx, jac=False):
     for k, (lo, hi) in enumerate(bounds):
         rate_t[lo:hi] = rates[k]
     clock_a = _clock(rate_t * w)[:n]
-    with np.errstate(divide="ignore"):
-        ceil = np.where(stepsize > 0, 2.0 / np.where(stepsize > 0, stepsize, 1.0), np.inf)
-    ceil[0] = np.inf
-    m = ceil - clock_a
+    m = 2.0 * inverse_stepsize(stepsize) - clock_a
     run = np.minimum.accumulate(m)
     prefix = run[idx]
     lam = clock_a[idx] + np.minimum(lambda0, prefix)

@@ -35,6 +35,7 @@ from eosmodel.fit._models import (
 )
 from eosmodel.fit._stats import nested_test
 from eosmodel.fit._verdict import (
+    DEFAULT_EDGE_TOL,
     EXPLAINED,
     WindowVerdict,
     fit_windowed,
@@ -44,10 +45,6 @@ from eosmodel.fit._verdict import (
 )
 
 REPORT_VERSION = 2
-
-#: Default effect size on ηλ around the edge (relative): GD at a fixed stepsize sits up to ~6%
-#: above 2/η on real networks (docs/theory.md §6), so a window is flagged only beyond 7.5%.
-DEFAULT_EDGE_TOL = 0.075
 
 
 @dataclass

@@ -104,7 +104,7 @@ def nested_test(rss_small: float, rss_big: float, k_small: int, k_big: int, n_ef
     lr = n_eff * math.log(rss0 / rss1)
     p = float(stats.chi2.sf(lr, df)) if df > 0 else 1.0
     effect = 1.0 - rss1 / rss0
-    dbic = lr * -1.0 + df * math.log(max(n_eff, 2.0))
+    dbic = df * math.log(max(n_eff, 2.0)) - lr
     preferred = "joint" if (p < level and dbic < 0 and effect >= min_effect) else "eos_alone"
     return {"lr": lr, "df": df, "p_value": p, "effect": effect, "delta_bic_eff": dbic,
             "n_eff": n_eff, "preferred": preferred}

@@ -19,6 +19,10 @@ GROWING_BELOW_EDGE = "growing below edge"
 OFF_MODEL = "off model"
 VERDICTS = (EXPLAINED, ABOVE_CEILING, GROWING_BELOW_EDGE, OFF_MODEL)
 
+#: Default effect size on ηλ around the edge (relative): GD at a fixed stepsize sits up to ~6%
+#: above 2/η on real networks (docs/theory.md §5.7), so a window is flagged only beyond 7.5%.
+DEFAULT_EDGE_TOL = 0.075
+
 #: Fewest sharpness measurements in a verdict window.
 MIN_PER_WINDOW = 3
 
@@ -171,7 +175,7 @@ def window_verdicts(
     clock: np.ndarray,
     *,
     windows: int | Sequence[int] = 8,
-    edge_tol: float = 0.05,
+    edge_tol: float = DEFAULT_EDGE_TOL,
     follow_threshold: float = 0.5,
     windowed_fit: Any = None,
     time: str = "eta_t",
@@ -232,7 +236,8 @@ def window_verdicts(
       joint_pred: joint-model λ_t at every step or ``None``.
       clock: E_t (length n + 1), the clock the models used.
       windows: a count (default 8) or start steps (see :func:`window_bounds`).
-      edge_tol: relative tolerance on ηλ around 2 (default 0.05: "within a few percent of 2/η",
+      edge_tol: relative tolerance on ηλ around 2 (default :data:`DEFAULT_EDGE_TOL` = 0.075:
+        "within a few percent of 2/η",
         docs/theory.md §6).
       follow_threshold: the ratio d ln(ηλ)/d ln λ below which the tuner is said to hold ηλ.
       windowed_fit: :func:`fit_windowed` on these windows (EOS alone with a rate per piece), or
