@@ -293,18 +293,17 @@ def _minibatch_trace(tuner: str, batch: int, sharpness, loss: float, steps: int 
     )
 
 
+def _minibatch_traces(tuner: str, by_batch: dict) -> list[Trace]:
+    """One trace of ``tuner`` per batch size, from ``{batch: (sharpness, loss)}``."""
+    return [_minibatch_trace(tuner, b, sharpness, loss) for b, (sharpness, loss) in by_batch.items()]
+
+
 def test_stochastic_sharpening_claims_on_synthetic_traces():
     t = np.arange(600)
     instantaneous = 2 + 8 * (1 - np.exp(-t / 10))  # reaches 80 % of its max by step ~16
     progressive = 2 + 8 * t / 600
-    traces = [
-        _minibatch_trace("armijo", 32, instantaneous, 1.0),
-        _minibatch_trace("armijo", 128, progressive, 0.1),
-        _minibatch_trace("armijo", 512, progressive, 0.5),
-        _minibatch_trace("polyak", 32, progressive, 0.3),
-        _minibatch_trace("polyak", 128, progressive, 0.15),
-        _minibatch_trace("polyak", 512, progressive, 0.4),
-    ]
+    traces = _minibatch_traces("armijo", {32: (instantaneous, 1.0), 128: (progressive, 0.1), 512: (progressive, 0.5)})
+    traces += _minibatch_traces("polyak", {32: (progressive, 0.3), 128: (progressive, 0.15), 512: (progressive, 0.4)})
     rows = evaluate_claims(traces, ["3"])
     assert _row(rows, "armijo-instantaneous-small")["verdict"] == HOLDS
     assert _row(rows, "armijo-progressive-medium-large")["verdict"] == HOLDS
@@ -313,11 +312,7 @@ def test_stochastic_sharpening_claims_on_synthetic_traces():
     assert _row(rows, "polyak-reasonable")["value"] == pytest.approx(1.5)  # 0.15 / 0.1 at b=128
     assert _row(rows, "polyak-reasonable")["verdict"] == HOLDS
     # Swap the shapes: progressive at the small batch, instantaneous at the larger ones.
-    swapped = [
-        _minibatch_trace("armijo", 32, progressive, 0.1),
-        _minibatch_trace("armijo", 128, instantaneous, 0.1),
-        _minibatch_trace("armijo", 512, instantaneous, 0.1),
-    ]
+    swapped = _minibatch_traces("armijo", {32: (progressive, 0.1), 128: (instantaneous, 0.1), 512: (instantaneous, 0.1)})
     rows = evaluate_claims(swapped, ["3"])
     assert _row(rows, "armijo-instantaneous-small")["verdict"] == FAILS
     assert _row(rows, "armijo-progressive-medium-large")["verdict"] == FAILS

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
-from eosmodel.cli import UsageError
+from eosmodel.cli import UsageError, check_writable_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.retries < 0:
         raise UsageError(f"--retries must be at least 0, got {args.retries}.")
     suite = suites[args.suite].select(args.only).with_overrides(args.overrides)
-    out = Path(args.out) if args.out else Path("runs") / suite.name
+    out = check_writable_dir(Path(args.out) if args.out else Path("runs") / suite.name)
     try:
         result = reproduce(
             suite, out, engine=args.engine, jobs=args.jobs, address=args.address, cpus_per_run=args.cpus_per_run,
@@ -105,12 +106,8 @@ def run(args: argparse.Namespace) -> int:
         if err.name == "ray":
             raise UsageError(str(err)) from None
         raise
-    states: dict[str, int] = {}
-    for r in result.runs.values():
-        states[r["state"]] = states.get(r["state"], 0) + 1
-    verdicts: dict[str, int] = {}
-    for c in result.claims:
-        verdicts[c["verdict"]] = verdicts.get(c["verdict"], 0) + 1
+    states = Counter(r["state"] for r in result.runs.values())
+    verdicts = Counter(c["verdict"] for c in result.claims)
     print(f"[reproduce] {suite.name}: {len(result.runs)} runs ({', '.join(f'{n} {s}' for s, n in sorted(states.items()))}) "
           f"in {result.elapsed_s / 60:.1f} min; status {out / 'status.json'}")
     for fig, where in result.figures.items():

@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured at this scale"
+FULL, MINI = "full-batch", "mini-batch"
 
 #: Thresholds of the rules (one place; the report prints them with the definitions).
 EDGE = 2.0
@@ -198,7 +199,6 @@ class Claim:
     Attributes:
       id: short identifier (``gd-at-edge``).
       figure: the paper figure it belongs to (``"1"``, ``"2"``, ``"3"``: figures 3-5 share their claims).
-      regime: ``full-batch`` or ``mini-batch`` (the runs it is evaluated on).
       text: the claim, in the paper's words.
       statistic: how the rule decides it (quoted in the report).
       rule: traces of one architecture -> :class:`Measurement`.
@@ -206,10 +206,14 @@ class Claim:
 
     id: str
     figure: str
-    regime: str
     text: str
     statistic: str
     rule: Callable[[Sequence[Trace]], Measurement]
+
+    @property
+    def regime(self) -> str:
+        """``full-batch`` (figures 1-2) or ``mini-batch`` (figure 3): the runs it is evaluated on."""
+        return MINI if self.figure == "3" else FULL
 
 
 def _gd_at_edge(traces: Sequence[Trace]) -> Measurement:
@@ -238,32 +242,29 @@ def _plateaus(traces: Sequence[Trace]) -> list[float]:
     return [EDGE / float(_tuner(t)["stepsize"]) for t in _of(traces, "gd") if _tuner(t).get("stepsize")]
 
 
-def _armijo_above_plateaus(traces: Sequence[Trace]) -> Measurement:
-    arm, plateaus = _of(traces, "armijo"), _plateaus(traces)
-    if not arm or not plateaus:
-        return _missing("Armijo run" if not arm else "fixed-stepsize GD run")
-    lam = final_measured(arm[0], "sharpness")
-    ratio = lam / max(plateaus)
+def _final_sharpness_vs_plateaus(traces: Sequence[Trace], fam: str, above_highest: bool) -> Measurement:
+    """``fam``'s final sharpness over the highest GD plateau 2/η (holds when > 1), or over the lowest (< 1)."""
+    runs, plateaus = _of(traces, fam), _plateaus(traces)
+    who = fam.capitalize()
+    if not runs or not plateaus:
+        return _missing(f"{who} run" if not runs else "fixed-stepsize GD run")
+    lam = final_measured(runs[0], "sharpness")
+    which, plateau = ("highest", max(plateaus)) if above_highest else ("lowest", min(plateaus))
+    ratio = lam / plateau
     return Measurement(
         _r(ratio),
-        HOLDS if ratio > 1 else FAILS,
-        f"Armijo's final sharpness {lam:.3g} is {ratio:.2f}x the highest plateau 2/η = {max(plateaus):.3g}",
-        {"armijo_final_sharpness": _r(lam), "highest_plateau": _r(max(plateaus))},
+        HOLDS if (ratio > 1 if above_highest else ratio < 1) else FAILS,
+        f"{who}'s final sharpness {lam:.3g} is {ratio:.2f}x the {which} plateau 2/η = {plateau:.3g}",
+        {f"{fam}_final_sharpness": _r(lam), f"{which}_plateau": _r(plateau)},
     )
+
+
+def _armijo_above_plateaus(traces: Sequence[Trace]) -> Measurement:
+    return _final_sharpness_vs_plateaus(traces, "armijo", above_highest=True)
 
 
 def _polyak_low_sharpness(traces: Sequence[Trace]) -> Measurement:
-    pol, plateaus = _of(traces, "polyak"), _plateaus(traces)
-    if not pol or not plateaus:
-        return _missing("Polyak run" if not pol else "fixed-stepsize GD run")
-    lam = final_measured(pol[0], "sharpness")
-    ratio = lam / min(plateaus)
-    return Measurement(
-        _r(ratio),
-        HOLDS if ratio < 1 else FAILS,
-        f"Polyak's final sharpness {lam:.3g} is {ratio:.2f}x the lowest plateau 2/η = {min(plateaus):.3g}",
-        {"polyak_final_sharpness": _r(lam), "lowest_plateau": _r(min(plateaus))},
-    )
+    return _final_sharpness_vs_plateaus(traces, "polyak", above_highest=False)
 
 
 def _polyak_best_loss(traces: Sequence[Trace]) -> Measurement:
@@ -357,8 +358,7 @@ def _by_batch(traces: Sequence[Trace], fam: str) -> dict[int, Trace]:
     return {batch(t): t for t in sorted(_of(traces, fam), key=batch)}
 
 
-def _spread(runs: Mapping[int, Trace]) -> float:
-    losses = [final_loss(t) for t in runs.values()]
+def _spread(losses: Sequence[float]) -> float:
     return max(losses) / min(losses) if len(losses) > 1 and min(losses) > 0 else math.nan
 
 
@@ -366,10 +366,11 @@ def _armijo_batch_dependence(traces: Sequence[Trace]) -> Measurement:
     arm = _by_batch(traces, "armijo")
     if len(arm) < 2:
         return _missing("Armijo runs at two or more batch sizes")
-    spreads = {fam: _spread(_by_batch(traces, fam)) for fam in ("armijo", "gd", "polyak")}
+    finals = {fam: {b: final_loss(t) for b, t in _by_batch(traces, fam).items()} for fam in ("armijo", "gd", "polyak")}
+    spreads = {fam: _spread(list(by_b.values())) for fam, by_b in finals.items()}
     others = [v for k, v in spreads.items() if k != "armijo" and math.isfinite(v)]
     ok = spreads["armijo"] >= STRONG_SPREAD and all(spreads["armijo"] > v for v in others)
-    losses = {b: _r(final_loss(t)) for b, t in arm.items()}
+    losses = {b: _r(v) for b, v in finals["armijo"].items()}
     return Measurement(
         _r(spreads["armijo"]),
         HOLDS if ok else FAILS,
@@ -453,35 +454,33 @@ def _polyak_reasonable(traces: Sequence[Trace]) -> Measurement:
     )
 
 
-FULL, MINI = "full-batch", "mini-batch"
-
 #: Every claim, in the order of the report.
 CLAIMS: tuple[Claim, ...] = (
-    Claim("gd-at-edge", "1", FULL, "GD with a fixed stepsize η: the sharpness rises to 2/η and stays there (ηλ ≈ 2).",
+    Claim("gd-at-edge", "1", "GD with a fixed stepsize η: the sharpness rises to 2/η and stays there (ηλ ≈ 2).",
           f"per GD run, the median of ηλ after its first measurement with ηλ ≥ {REACHED}; holds when every run reaches it and |median − 2| ≤ {EDGE_TOL} (value: the run farthest from 2)", _gd_at_edge),
-    Claim("armijo-above-plateaus", "1", FULL, "Armijo's sharpness climbs above every fixed-stepsize plateau 2/η.",
+    Claim("armijo-above-plateaus", "1", "Armijo's sharpness climbs above every fixed-stepsize plateau 2/η.",
           "Armijo's final sharpness (median of the last 10 % of the measurements) over the highest GD plateau 2/η_min; holds when > 1", _armijo_above_plateaus),
-    Claim("polyak-low-sharpness", "1", FULL, "Polyak's sharpness plateaus at low values.",
+    Claim("polyak-low-sharpness", "1", "Polyak's sharpness plateaus at low values.",
           "Polyak's final sharpness (median of the last 10 % of the measurements) over the lowest GD plateau 2/η_max; holds when < 1", _polyak_low_sharpness),
-    Claim("polyak-best-loss", "1", FULL, "Polyak reaches the best training loss, better than Armijo and than well-chosen fixed stepsizes.",
+    Claim("polyak-best-loss", "1", "Polyak reaches the best training loss, better than Armijo and than well-chosen fixed stepsizes.",
           "Polyak's final training loss (median over the last 5 % of the steps) over the lowest final loss of the other runs of the architecture; holds when ≤ 1", _polyak_best_loss),
-    Claim("armijo-stepsize-decreasing", "2", FULL, "Armijo's stepsize keeps decreasing.",
+    Claim("armijo-stepsize-decreasing", "2", "Armijo's stepsize keeps decreasing.",
           f"Armijo's median stepsize over the last 10 % of the steps over its median over the first 10 % (step 0 excluded); holds when < {STEPSIZE_DROP}", _armijo_stepsize_decreasing),
-    Claim("armijo-below-or-at-edge", "2", FULL, "Armijo's ηλ either stays well below 2 or lingers around it from the start.",
+    Claim("armijo-below-or-at-edge", "2", "Armijo's ηλ either stays well below 2 or lingers around it from the start.",
           f"Armijo's median ηλ over the second half of the run; holds below {EDGE - EDGE_TOL:g} (well below 2) or within {EDGE_TOL} of 2 (lingering), does not hold above {EDGE + EDGE_TOL:g}", _armijo_below_or_at_edge),
-    Claim("polyak-at-or-beyond-edge", "2", FULL, "Polyak operates at the edge of stability or beyond (ηλ oscillating around or above 2).",
+    Claim("polyak-at-or-beyond-edge", "2", "Polyak operates at the edge of stability or beyond (ηλ oscillating around or above 2).",
           f"Polyak's median ηλ over the second half of the run; holds when ≥ {EDGE - EDGE_TOL:g}", _polyak_at_or_beyond_edge),
-    Claim("polyak-stepsize-near-cap", "2", FULL, "Polyak's stepsize oscillates near its cap γ_max.",
+    Claim("polyak-stepsize-near-cap", "2", "Polyak's stepsize oscillates near its cap γ_max.",
           f"Polyak's median η/γ_max over the second half of the run (holds when ≥ {NEAR_CAP}) and the share of those steps where the stepsize's change flips sign (≥ {OSCILLATING})", _polyak_stepsize_near_cap),
-    Claim("armijo-batch-dependence", "3", MINI, "Armijo's performance depends strongly on the batch size.",
+    Claim("armijo-batch-dependence", "3", "Armijo's performance depends strongly on the batch size.",
           f"max/min over batch sizes of Armijo's final training loss (median batch loss over the last 5 % of the steps); holds when ≥ {STRONG_SPREAD} and above the same spread of SGD and of Polyak", _armijo_batch_dependence),
-    Claim("armijo-best-at-medium", "3", MINI, "Armijo does well at medium batch sizes and poorly at small and large ones.",
+    Claim("armijo-best-at-medium", "3", "Armijo does well at medium batch sizes and poorly at small and large ones.",
           "the batch size of Armijo's lowest final loss; holds when it is neither the smallest nor the largest", _armijo_best_at_medium),
-    Claim("armijo-progressive-medium-large", "3", MINI, "Armijo shows progressive sharpening at medium and large batch sizes.",
+    Claim("armijo-progressive-medium-large", "3", "Armijo shows progressive sharpening at medium and large batch sizes.",
           f"per Armijo run above the smallest batch size, progressive = λ_late / λ_early (medians of the sharpness over the last 20 % of the run and over its first 10 %, step 0 excluded); holds when every run has progressive ≥ {GROWTH} (value: the smallest)", _armijo_progressive_medium_large),
-    Claim("armijo-instantaneous-small", "3", MINI, "At small batch size Armijo's sharpening is 'instantaneous' (early), as SGD with a large stepsize.",
+    Claim("armijo-instantaneous-small", "3", "At small batch size Armijo's sharpening is 'instantaneous' (early), as SGD with a large stepsize.",
           f"Armijo at the smallest batch size: jump = λ_early / λ₀ (λ₀ at step 0) ≥ {GROWTH} and progressive = λ_late / λ_early < {SETTLED}: the sharpness rose at once, then stayed (value: jump)", _armijo_instantaneous_small),
-    Claim("polyak-reasonable", "3", MINI, "Polyak performs reasonably at every batch size.",
+    Claim("polyak-reasonable", "3", "Polyak performs reasonably at every batch size.",
           f"per batch size, Polyak's final training loss over the lowest of the other tuners; holds when ≤ {REASONABLE} at every batch size (value: the largest ratio)", _polyak_reasonable),
 )
 

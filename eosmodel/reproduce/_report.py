@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,7 @@ def write_claims_report(
     """
     out = Path(out)
     counts = {v: sum(r["verdict"] == v for r in rows) for v in (HOLDS, FAILS, NOT_MEASURED)}
-    states: dict[str, int] = {}
-    for r in runs.values():
-        states[r.get("state", "?")] = states.get(r.get("state", "?"), 0) + 1
+    states = Counter(r.get("state", "?") for r in runs.values())
     payload = {
         "suite": suite,
         "elapsed_s": round(elapsed_s, 1),

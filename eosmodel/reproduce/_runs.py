@@ -43,8 +43,7 @@ def resolved_config(config: Mapping[str, Any]) -> dict:
     ``eosmodel.train.normalize_config`` fills the defaults; the tuner's preset arguments (e.g.
     ``armijo-vaswani``'s γ = 2^{b/n}) need the training-set size n, read from the data.
     """
-    from eosmodel.train import normalize_config
-    from eosmodel.train._config import resolve_tuner
+    from eosmodel.train import normalize_config, resolve_tuner
 
     config = normalize_config(config)
     n = _train_size(json.dumps(config["data"], sort_keys=True))

@@ -38,6 +38,7 @@ from eosmodel.train._config import (
     load_config,
     normalize_config,
     parse_override,
+    resolve_tuner,
 )
 from eosmodel.train._factory import build_dataset, build_model, load_params, save_params
 from eosmodel.train._data import DATA_DEFAULTS, DATASETS, Dataset, load_dataset, standardize
@@ -82,6 +83,7 @@ __all__ = [
     "mse",
     "normalize_config",
     "parse_override",
+    "resolve_tuner",
     "run_lock",
     "run_training",
     "save_checkpoint",
