@@ -7,7 +7,6 @@ model with its four extra terms at zero, computed by the same function, so the n
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

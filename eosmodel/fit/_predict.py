@@ -32,7 +32,6 @@ from eosmodel.fit._closed import (
 )
 from eosmodel.fit._data import FitData, FitInputError, prepare
 from eosmodel.fit._joint import oscillation_regressor
-from eosmodel.fit._models import fit_eos_alone, fit_joint_open
 
 
 @dataclass
@@ -64,16 +63,21 @@ class Prediction:
                           "params": self.params, "joint": self.joint, "eos_alone": self.eos_alone})
 
 
-def _source_fit(data: FitData, window: int) -> dict:
-    eos = fit_eos_alone(data)
+def _source_fit(source: Any, window: int) -> dict:
+    """The open-loop fits of a fixed-stepsize run, by :func:`eosmodel.fit.fit_trace` (the same
+    pipeline as any fit: EOS alone, the joint model with its orbit-sized trend window)."""
+    from eosmodel.fit._report import fit_trace
+
+    report = fit_trace(source)
+    data = report.data
     q, _ = oscillation_regressor(data, window)
     if q is None:
         raise FitInputError(
             f"source {data.source} has no loss column: the cross-run prediction needs the loss "
             "(the oscillation's energy and the smooth part) of the fixed-stepsize runs."
         )
-    joint = fit_joint_open(data, q, eos=eos)
-    return {"eos": eos, "joint": joint, "smooth": smooth_part(data, window=window),
+    return {"eos": report.models["eos_alone"], "joint": report.models["joint"], "source": data.source,
+            "smooth": smooth_part(data, window=window),
             "x0": math.sqrt(max(float(q[0]), 1e-24)), "rho": curvature_ratio(data)}
 
 
@@ -104,8 +108,8 @@ def predict_runs(targets: Sequence[Any], sources: Sequence[Any], *, window: int 
     if not sources or not targets:
         raise FitInputError("prediction needs at least one source run (--from) and one target run "
                             "(--predict); pass fixed-stepsize runs as sources and tuner runs as targets.")
-    fits = [_source_fit(prepare(s), window) for s in sources]
-    src_names = [str(s) for s in sources]
+    fits = [_source_fit(s, window) for s in sources]
+    src_names = [f["source"] for f in fits]
     med = lambda key, model="joint": float(np.median([f[model].physical.get(key, 0.0) for f in fits]))  # noqa: E731
     params = {"alpha": med("alpha"), "kappa": med("kappa"), "beta": med("beta"), "zeta": med("zeta"),
               "lambda0": med("lambda0"), "x0": float(np.median([f["x0"] for f in fits])),
