@@ -170,16 +170,9 @@ def run(args: argparse.Namespace) -> int:
     sources = [out / n for n in labels if n.startswith("gd-") and n not in diverged]
     targets = [out / n for n in ("armijo", "polyak") if n in labels and n not in diverged]
     if sources and targets:
-        import json
+        from eosmodel.fit import predict_runs, write_predictions
 
-        from eosmodel.fit import plot_predictions, predict_runs
-        from eosmodel.fit._predict import prediction_table
-
-        preds = predict_runs(targets, sources)
-        ptable = prediction_table(preds)
-        (out / "predictions.txt").write_text(ptable)
-        (out / "predictions.json").write_text(json.dumps([p.to_dict() for p in preds], indent=2) + "\n")
-        plot_predictions(preds, out / "predictions.png")
+        ptable = write_predictions(predict_runs(targets, sources), out)
         print("Armijo and Polyak predicted in closed loop from the two GD runs (nothing fitted on them):")
         print(ptable)
     print(

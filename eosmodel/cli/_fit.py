@@ -112,19 +112,11 @@ def _name(path: Path, used: set[str]) -> str:
 
 
 def _predict(args: argparse.Namespace, out: Path) -> int:
-    import json
-
-    from eosmodel.fit import plot_predictions, predict_runs
-    from eosmodel.fit._predict import prediction_table
+    from eosmodel.fit import predict_runs, write_predictions
 
     if not args.sources:
         raise UsageError("--predict needs --from RUN... (the fixed-stepsize runs to fit on).")
-    preds = predict_runs(args.predict, args.sources)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "predictions.json").write_text(json.dumps([p.to_dict() for p in preds], indent=2) + "\n")
-    table = prediction_table(preds)
-    (out / "predictions.txt").write_text(table)
-    plot_predictions(preds, out / "predictions.png")
+    table = write_predictions(predict_runs(args.predict, args.sources), out)
     print(table, end="")
     print(f"-> {out / 'predictions.json'}, {out / 'predictions.txt'}, {out / 'predictions.png'}")
     return 0

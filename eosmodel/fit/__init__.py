@@ -48,7 +48,7 @@ from eosmodel.fit._models import (
     fit_joint_open,
 )
 from eosmodel.fit._plot import plot_fit
-from eosmodel.fit._predict import Prediction, plot_predictions, predict_runs
+from eosmodel.fit._predict import Prediction, plot_predictions, predict_runs, write_predictions
 from eosmodel.fit._report import FitReport, compare, fit_trace
 from eosmodel.fit._stats import effective_size, hac_covariance, nested_test
 from eosmodel.fit._verdict import (
@@ -113,4 +113,5 @@ __all__ = [
     "smooth_part",
     "smoother_r2",
     "window_verdicts",
+    "write_predictions",
 ]

@@ -157,6 +157,20 @@ def prediction_table(predictions: Sequence[Prediction]) -> str:
                      + [fmt.format(*r) for r in rows]) + "\n"
 
 
+def write_predictions(predictions: Sequence[Prediction], out: Any) -> str:
+    """Write ``predictions.json`` (strict JSON), ``predictions.txt`` (:func:`prediction_table`) and
+    ``predictions.png`` (:func:`plot_predictions`) into the folder ``out``; returns the table."""
+    import json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "predictions.json").write_text(json.dumps([p.to_dict() for p in predictions], indent=2) + "\n")
+    table = prediction_table(predictions)
+    (out / "predictions.txt").write_text(table)
+    plot_predictions(predictions, out / "predictions.png")
+    return table
+
+
 def plot_predictions(predictions: Sequence[Prediction], path: Any = None):
     """Predicted vs measured stepsize, sharpness and ηλ, one row per target: measured (grey),
     the joint model in closed loop (blue), EOS alone in closed loop (orange)."""

@@ -309,7 +309,7 @@ def _closed_model(data: FitData, rule: dict, joint: ModelFit, eos: ModelFit, q, 
     if unseen:
         notes.append(f"not identified in closed loop (the block medians do not move with them): "
                      f"{', '.join(unseen)}")
-    stats = _statistics(np.where(np.isfinite(r), r, 1e150), y, k=6)
+    stats = _statistics(np.where(np.isfinite(r), r, 1e150), y, k=len(fit.params))
     return ModelFit(
         name="joint_closed", loop="closed", params=dict(fit.params), stderr=dict(fit.stderr),
         physical=dict(fit.params), physical_stderr=dict(fit.stderr),
