@@ -38,7 +38,7 @@ from eosmodel.fit._stats import effective_size, hac_covariance
 
 TIME_UNITS = ("eta_t", "steps")
 
-_clock = clock  # the verdicts' name for it
+_clock = clock  # the name used where a local variable is called clock
 
 
 @dataclass
