@@ -98,11 +98,10 @@ class Key:
         if self.kind == "int":
             return f"integer >= {int(self.lo)}" if self.hi is None else f"integer in [{int(self.lo)}, {int(self.hi)}]"
         if self.kind == "float":
-            lo, hi = ("(" if self.open else "["), (")" if self.open else "]")
-            hi_text = "inf" if self.hi is None or math.isinf(self.hi) else f"{self.hi:g}"
             if self.hi is None or math.isinf(self.hi):
                 return f"number > {self.lo:g}" if self.open else f"number >= {self.lo:g}"
-            return f"number in {lo}{self.lo:g}, {hi_text}{hi}"
+            lo, hi = ("(" if self.open else "["), (")" if self.open else "]")
+            return f"number in {lo}{self.lo:g}, {self.hi:g}{hi}"
         if self.kind == "bool":
             return "true or false"
         if self.kind == "choice":
