@@ -213,7 +213,7 @@ class Monitor:
             rec["grad_norm_sq"] = _tree_vdot(grad, grad)
         return rec
 
-    def _measure_fn(self, tstate, pstate, params, data, key, grad, precond, stepsize):
+    def _measure_fn(self, tstate, pstate, params, data, key, grad, gg, precond, stepsize):
         matvec = hessian_matvec(self.loss_fn, params, data, self.chunk_size)
         tstate, res = self.tracker.estimate(tstate, matvec, key=key)
         dtype = res.eigenvalues.dtype
@@ -222,8 +222,7 @@ class Monitor:
         for i in range(1, self.k):
             out[f"sharpness_{i + 1}"] = res.eigenvalues[i]
         out["normalized_sharpness"] = jnp.asarray(stepsize, dtype) * res.eigenvalues[0]
-        if grad is not None and self.grad_curvature:
-            gg = _tree_vdot(grad, grad)
+        if grad is not None and self.grad_curvature:  # gg: grad_norm_sq, from _basic
             ghg = _tree_vdot(grad, matvec(grad))
             out["grad_curvature"] = jnp.where(gg > 0, ghg / jnp.where(gg > 0, gg, 1), jnp.nan).astype(dtype)
             hvps = hvps + 1
@@ -294,7 +293,7 @@ class Monitor:
                 self._pre_state = self.tracker.init(params, jax.random.fold_in(self._key, 1 << 20))
             self._tracker_state, self._pre_state, out = self._measure(
                 self._tracker_state, self._pre_state, params, self._data,
-                jax.random.fold_in(self._key, step), grad, preconditioner, rec["stepsize"],
+                jax.random.fold_in(self._key, step), grad, rec.get("grad_norm_sq"), preconditioner, rec["stepsize"],
             )
             rec.update(out)
         self._pending.append(rec)
@@ -310,8 +309,6 @@ class Monitor:
         names: dict[str, None] = {}
         for rec in pending:
             names.update(dict.fromkeys(rec))
-        if any("sharpness" in rec for rec in pending):
-            names.update(dict.fromkeys(("sharpness", "normalized_sharpness", "hvps")))
         columns = {"step": np.asarray([r["step"] for r in pending], dtype=np.int64)}
         for name in names:
             if name == "step":

@@ -98,11 +98,10 @@ class Key:
         if self.kind == "int":
             return f"integer >= {int(self.lo)}" if self.hi is None else f"integer in [{int(self.lo)}, {int(self.hi)}]"
         if self.kind == "float":
-            lo, hi = ("(" if self.open else "["), (")" if self.open else "]")
-            hi_text = "inf" if self.hi is None or math.isinf(self.hi) else f"{self.hi:g}"
             if self.hi is None or math.isinf(self.hi):
                 return f"number > {self.lo:g}" if self.open else f"number >= {self.lo:g}"
-            return f"number in {lo}{self.lo:g}, {hi_text}{hi}"
+            lo, hi = ("(" if self.open else "["), (")" if self.open else "]")
+            return f"number in {lo}{self.lo:g}, {self.hi:g}{hi}"
         if self.kind == "bool":
             return "true or false"
         if self.kind == "choice":
@@ -212,7 +211,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     t: ({"name": "constant", "stepsize": 0.05} if t == "tuner" else {k.name: copy.deepcopy(k.default) for k in _KEYS[t].values()})
     for t in TABLES
 }
-_TABLES = TABLES
 
 #: Names of tuners in the literature, accepted as ``tuner.name`` and stored as eosmodel's name.
 TUNER_ALIASES: dict[str, str] = {
@@ -257,13 +255,19 @@ def _number_kind(key: str, value: Any, need: str, fix: str) -> None:
         _fail(key, value, need, f"write the number without quotes ({fix})")
 
 
+def _integral(value: Any) -> Any:
+    """A float with an integral value (2.0) as the int 2; anything else unchanged."""
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        return int(value)
+    return value
+
+
 def check_int(key: str, value: Any, lo: int, hi: int | None = None) -> int:
     """``value`` as an int >= lo (<= hi); integral floats (2.0) are accepted, 1.7 and booleans are not."""
     fix = f"set e.g. {key}={max(int(lo), 1)}"
     need = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
     _number_kind(key, value, need, fix)
-    if isinstance(value, float) and math.isfinite(value) and value == int(value):
-        value = int(value)
+    value = _integral(value)
     if not isinstance(value, int) or value < lo or (hi is not None and value > hi):
         _fail(key, value, need, fix)
     return int(value)
@@ -415,8 +419,7 @@ def _check_tuner_types(table: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if "int" in ann:
             _number_kind(path, value, "an integer", f"e.g. {path}={example}")
-            if isinstance(value, float) and math.isfinite(value) and value == int(value):
-                value = table[key] = int(value)
+            value = table[key] = _integral(value)
             if not isinstance(value, int):
                 _fail(path, value, "an integer", f"e.g. {path}={example}")
         elif "float" in ann:
@@ -591,7 +594,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     parts = path.strip().split(".")
     if len(parts) != 2 or not all(parts) or parts[0] not in DEFAULTS:
         raise ValueError(
-            f"override {text!r} must name table.key with a table among {', '.join(_TABLES)}; "
+            f"override {text!r} must name table.key with a table among {', '.join(TABLES)}; "
             "e.g. --set train.steps=200."
         )
     raw = raw.strip()

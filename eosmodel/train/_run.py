@@ -392,11 +392,7 @@ def _check_resumable(run_dir: Path, start_step: int) -> None:
 
 def _run_locked(config: dict, run_dir: Path, *, resume: bool, progress: bool, started: float) -> RunResult:
     """The body of :func:`run_training`, run while holding the run directory's lock."""
-    trace_path = run_dir / "trace.jsonl"
-    if resume:
-        if not (run_dir / "config.json").exists() or not trace_path.exists():
-            raise FileNotFoundError(f"cannot resume: {run_dir} holds no run (config.json and trace.jsonl); start it without resume.")
-    elif trace_path.exists():
+    if not resume and (run_dir / "trace.jsonl").exists():  # resume's files were checked by run_training
         raise InputError(f"run directory {run_dir} already holds a run; resume it (--resume) or choose another directory.")
 
     data_cfg, train_cfg, sharp_cfg = config["data"], config["train"], config["sharpness"]
