@@ -181,15 +181,11 @@ class ArmijoRule:
             take = finite & (~failed | ~nonfinite_trial)
         else:
             take = finite & ~failed
-        status = jnp.where(
-            ~finite,
-            _base.STATUS_NONFINITE_INPUT,
-            jnp.where(
-                ~failed,
-                _base.STATUS_OK,
-                jnp.where(nonfinite_trial, _base.STATUS_NONFINITE_TRIAL, _base.STATUS_LINESEARCH_FAILED),
-            ),
-        ).astype(jnp.int32)
+        status = _base.status_code(
+            (~finite, _base.STATUS_NONFINITE_INPUT),
+            (failed & nonfinite_trial, _base.STATUS_NONFINITE_TRIAL),
+            (failed, _base.STATUS_LINESEARCH_FAILED),
+        )
         info = ArmijoInfo(
             skipped=~take,
             status=status,

@@ -240,6 +240,15 @@ def bind_value_fn(value_fn: Callable[..., Any], extra_args: dict[str, Any]) -> C
     return functools.partial(value_fn, **bound) if bound else value_fn
 
 
+def status_code(*cases: tuple[Any, int]) -> jax.Array:
+    """The int32 status of the first ``(condition, code)`` pair whose condition holds, else
+    ``STATUS_OK`` (elementwise; conditions in order of precedence)."""
+    status = jnp.asarray(STATUS_OK)
+    for condition, code in reversed(cases):
+        status = jnp.where(condition, code, status)
+    return status.astype(jnp.int32)
+
+
 def descent_update(stepsize: jax.Array, direction: Any, skip: jax.Array) -> Any:
     """``-stepsize * direction`` leaf by leaf, exactly zero where ``skip`` (even if NaN)."""
 

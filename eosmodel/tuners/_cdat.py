@@ -145,11 +145,7 @@ class CDATRule:
         degenerate = finite & ~(measured & (den_used > 0) & jnp.isfinite(eta_raw))
         skip = ~finite | degenerate
         eta = jnp.where(skip, 0.0, eta_raw).astype(dtype)
-        status = jnp.where(
-            ~finite,
-            _base.STATUS_NONFINITE_INPUT,
-            jnp.where(degenerate, _base.STATUS_DEGENERATE, _base.STATUS_OK),
-        ).astype(jnp.int32)
+        status = _base.status_code((~finite, _base.STATUS_NONFINITE_INPUT), (degenerate, _base.STATUS_DEGENERATE))
         info = CDATInfo(
             skipped=skip,
             status=status,

@@ -66,7 +66,7 @@ class ConstantRule:
     def __call__(self, rule_state: tuple, *, finite: Any, dtype: Any) -> tuple[jax.Array, tuple, ConstantInfo]:
         skip = ~jnp.asarray(finite, bool)
         eta = jnp.where(skip, 0.0, jnp.asarray(self.stepsize, dtype)).astype(dtype)
-        status = jnp.where(skip, _base.STATUS_NONFINITE_INPUT, _base.STATUS_OK).astype(jnp.int32)
+        status = _base.status_code((skip, _base.STATUS_NONFINITE_INPUT))
         return eta, rule_state, ConstantInfo(skipped=skip, status=status)
 
 

@@ -135,13 +135,11 @@ class PolyakRule:
         cap = cap.astype(dtype)
         skip = ~finite | zero_grad | below
         eta = jnp.where(skip, 0.0, jnp.minimum(ratio, cap)).astype(dtype)
-        status = jnp.where(
-            ~finite,
-            _base.STATUS_NONFINITE_INPUT,
-            jnp.where(
-                zero_grad, _base.STATUS_ZERO_GRADIENT, jnp.where(below, _base.STATUS_BELOW_F_STAR, _base.STATUS_OK)
-            ),
-        ).astype(jnp.int32)
+        status = _base.status_code(
+            (~finite, _base.STATUS_NONFINITE_INPUT),
+            (zero_grad, _base.STATUS_ZERO_GRADIENT),
+            (below, _base.STATUS_BELOW_F_STAR),
+        )
         new_state = PolyakRuleState(jnp.where(eta > 0, eta, rule_state.reference_stepsize).astype(dtype))
         return eta, new_state, PolyakInfo(skipped=skip, status=status, ratio=ratio, cap=cap)
 
