@@ -149,9 +149,7 @@ class ArmijoRule:
         trial: Callable[[jax.Array], Any],
         finite: Any = True,
     ) -> tuple[jax.Array, ArmijoRuleState, ArmijoInfo]:
-        f0 = jnp.asarray(value)
-        if not jnp.issubdtype(f0.dtype, jnp.floating):
-            f0 = f0.astype(rule_state.memory.dtype)
+        f0 = _base.as_floating(value, rule_state.memory)
         dtype = f0.dtype
         slope = jnp.asarray(slope, dtype)
         finite = jnp.asarray(finite, bool)

@@ -249,6 +249,15 @@ def status_code(*cases: tuple[Any, int]) -> jax.Array:
     return status.astype(jnp.int32)
 
 
+def as_floating(value: Any, fallback: Any) -> jax.Array:
+    """``value`` as an array, cast to ``fallback``'s dtype if it is not floating (e.g. a Python
+    int, or an integer array)."""
+    value = jnp.asarray(value)
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        value = value.astype(jnp.result_type(fallback))
+    return value
+
+
 def descent_update(stepsize: jax.Array, direction: Any, skip: jax.Array) -> Any:
     """``-stepsize * direction`` leaf by leaf, exactly zero where ``skip`` (even if NaN)."""
 

@@ -119,9 +119,7 @@ class CDATRule:
     def __call__(
         self, rule_state: CDATRuleState, *, slope: Any, curvature: Any, finite: Any = True
     ) -> tuple[jax.Array, CDATRuleState, CDATInfo]:
-        slope = jnp.asarray(slope)
-        if not jnp.issubdtype(slope.dtype, jnp.floating):
-            slope = slope.astype(rule_state.ema_numerator.dtype)
+        slope = _base.as_floating(slope, rule_state.ema_numerator)
         dtype = slope.dtype
         finite = jnp.asarray(finite, bool)
         numerator = jnp.where(finite, jnp.maximum(slope, 0.0), 0.0).astype(dtype)

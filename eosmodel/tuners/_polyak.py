@@ -116,16 +116,14 @@ class PolyakRule:
     def __call__(
         self, rule_state: PolyakRuleState, *, value: Any, grad_norm_sq: Any, finite: Any = True
     ) -> tuple[jax.Array, PolyakRuleState, PolyakInfo]:
-        f = jnp.asarray(value)
-        if not jnp.issubdtype(f.dtype, jnp.floating):
-            f = f.astype(rule_state.reference_stepsize.dtype)
+        f = _base.as_floating(value, rule_state.reference_stepsize)
         dtype = f.dtype
         g2 = jnp.asarray(grad_norm_sq, dtype)
         finite = jnp.asarray(finite, bool)
         gap = f - _base.hyper(self.f_star, f)
         zero_grad = finite & (g2 <= _base.hyper(self.eps, f))
-        below = finite & ~zero_grad & (gap < 0)
         defined = finite & ~zero_grad
+        below = defined & (gap < 0)
         ratio = jnp.where(defined, gap / jnp.where(defined, _base.hyper(self.c, f) * g2, 1.0), 0.0).astype(dtype)
         gamma_max = _base.hyper(self.max_stepsize, f)
         if self.smooth_cap is None:
