@@ -263,12 +263,8 @@ def armijo(
         dtype = _base.real_dtype(params)
         return ArmijoState(
             stepsize=_base.scalar(0.0, dtype),
-            info=ArmijoInfo(
-                skipped=_base.scalar(False, bool),
-                status=_base.scalar(_base.STATUS_OK, "int32"),
-                num_trials=_base.scalar(0, "int32"),
-                failed=_base.scalar(False, bool),
-                initial_stepsize=_base.scalar(0.0, dtype),
+            info=_base.initial_info(
+                ArmijoInfo, dtype, num_trials=_base.scalar(0, "int32"), failed=_base.scalar(False, bool)
             ),
             rule_state=rule.init(_base.scalar(0.0, dtype)),
         )

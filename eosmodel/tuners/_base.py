@@ -258,6 +258,14 @@ def as_floating(value: Any, fallback: Any) -> jax.Array:
     return value
 
 
+def initial_info(info_cls: type, dtype: Any, **fields: Any) -> Any:
+    """The ``info`` before any step: ``skipped`` False, ``status`` 0 (int32), and every other
+    field a 0-d zero of ``dtype`` unless given in ``fields``."""
+    values = {name: scalar(0.0, dtype) for name in info_cls._fields}
+    values.update(skipped=scalar(False, bool), status=scalar(STATUS_OK, "int32"), **fields)
+    return info_cls(**values)
+
+
 def descent_update(stepsize: jax.Array, direction: Any, skip: jax.Array) -> Any:
     """``-stepsize * direction`` leaf by leaf, exactly zero where ``skip`` (even if NaN)."""
 

@@ -205,12 +205,7 @@ def cdat(
         zero = _base.scalar(0.0, dtype)
         return CDATState(
             stepsize=zero,
-            info=CDATInfo(
-                skipped=_base.scalar(False, bool),
-                status=_base.scalar(_base.STATUS_OK, "int32"),
-                numerator=zero,
-                denominator=zero,
-            ),
+            info=_base.initial_info(CDATInfo, dtype),
             rule_state=rule.init(zero),
         )
 

@@ -111,7 +111,7 @@ def oracle(sigma: float = 2.0) -> optax.GradientTransformationExtraArgs:
         dtype = _base.real_dtype(params)
         return OracleState(
             stepsize=_base.scalar(0.0, dtype),
-            info=OracleInfo(skipped=_base.scalar(False, bool), status=_base.scalar(0, "int32")),
+            info=_base.initial_info(OracleInfo, dtype),
         )
 
     def update_fn(

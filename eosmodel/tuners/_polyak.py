@@ -206,12 +206,7 @@ def polyak(
         zero = _base.scalar(0.0, dtype)
         return PolyakState(
             stepsize=zero,
-            info=PolyakInfo(
-                skipped=_base.scalar(False, bool),
-                status=_base.scalar(_base.STATUS_OK, "int32"),
-                ratio=zero,
-                cap=_base.scalar(rule.max_stepsize, dtype),
-            ),
+            info=_base.initial_info(PolyakInfo, dtype, cap=_base.scalar(rule.max_stepsize, dtype)),
             rule_state=rule.init(zero),
         )
 
