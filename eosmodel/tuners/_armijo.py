@@ -149,9 +149,7 @@ class ArmijoRule:
         trial: Callable[[jax.Array], Any],
         finite: Any = True,
     ) -> tuple[jax.Array, ArmijoRuleState, ArmijoInfo]:
-        f0 = jnp.asarray(value)
-        if not jnp.issubdtype(f0.dtype, jnp.floating):
-            f0 = f0.astype(rule_state.memory.dtype)
+        f0 = _base.as_floating(value, rule_state.memory)
         dtype = f0.dtype
         slope = jnp.asarray(slope, dtype)
         finite = jnp.asarray(finite, bool)
@@ -181,15 +179,11 @@ class ArmijoRule:
             take = finite & (~failed | ~nonfinite_trial)
         else:
             take = finite & ~failed
-        status = jnp.where(
-            ~finite,
-            _base.STATUS_NONFINITE_INPUT,
-            jnp.where(
-                ~failed,
-                _base.STATUS_OK,
-                jnp.where(nonfinite_trial, _base.STATUS_NONFINITE_TRIAL, _base.STATUS_LINESEARCH_FAILED),
-            ),
-        ).astype(jnp.int32)
+        status = _base.status_code(
+            (~finite, _base.STATUS_NONFINITE_INPUT),
+            (failed & nonfinite_trial, _base.STATUS_NONFINITE_TRIAL),
+            (failed, _base.STATUS_LINESEARCH_FAILED),
+        )
         info = ArmijoInfo(
             skipped=~take,
             status=status,
@@ -269,12 +263,8 @@ def armijo(
         dtype = _base.real_dtype(params)
         return ArmijoState(
             stepsize=_base.scalar(0.0, dtype),
-            info=ArmijoInfo(
-                skipped=_base.scalar(False, bool),
-                status=_base.scalar(_base.STATUS_OK, "int32"),
-                num_trials=_base.scalar(0, "int32"),
-                failed=_base.scalar(False, bool),
-                initial_stepsize=_base.scalar(0.0, dtype),
+            info=_base.initial_info(
+                ArmijoInfo, dtype, num_trials=_base.scalar(0, "int32"), failed=_base.scalar(False, bool)
             ),
             rule_state=rule.init(_base.scalar(0.0, dtype)),
         )

@@ -240,6 +240,32 @@ def bind_value_fn(value_fn: Callable[..., Any], extra_args: dict[str, Any]) -> C
     return functools.partial(value_fn, **bound) if bound else value_fn
 
 
+def status_code(*cases: tuple[Any, int]) -> jax.Array:
+    """The int32 status of the first ``(condition, code)`` pair whose condition holds, else
+    ``STATUS_OK`` (elementwise; conditions in order of precedence)."""
+    status = jnp.asarray(STATUS_OK)
+    for condition, code in reversed(cases):
+        status = jnp.where(condition, code, status)
+    return status.astype(jnp.int32)
+
+
+def as_floating(value: Any, fallback: Any) -> jax.Array:
+    """``value`` as an array, cast to ``fallback``'s dtype if it is not floating (e.g. a Python
+    int, or an integer array)."""
+    value = jnp.asarray(value)
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        value = value.astype(jnp.result_type(fallback))
+    return value
+
+
+def initial_info(info_cls: type, dtype: Any, **fields: Any) -> Any:
+    """The ``info`` before any step: ``skipped`` False, ``status`` 0 (int32), and every other
+    field a 0-d zero of ``dtype`` unless given in ``fields``."""
+    values = {name: scalar(0.0, dtype) for name in info_cls._fields}
+    values.update(skipped=scalar(False, bool), status=scalar(STATUS_OK, "int32"), **fields)
+    return info_cls(**values)
+
+
 def descent_update(stepsize: jax.Array, direction: Any, skip: jax.Array) -> Any:
     """``-stepsize * direction`` leaf by leaf, exactly zero where ``skip`` (even if NaN)."""
 

@@ -119,9 +119,7 @@ class CDATRule:
     def __call__(
         self, rule_state: CDATRuleState, *, slope: Any, curvature: Any, finite: Any = True
     ) -> tuple[jax.Array, CDATRuleState, CDATInfo]:
-        slope = jnp.asarray(slope)
-        if not jnp.issubdtype(slope.dtype, jnp.floating):
-            slope = slope.astype(rule_state.ema_numerator.dtype)
+        slope = _base.as_floating(slope, rule_state.ema_numerator)
         dtype = slope.dtype
         finite = jnp.asarray(finite, bool)
         numerator = jnp.where(finite, jnp.maximum(slope, 0.0), 0.0).astype(dtype)
@@ -145,11 +143,7 @@ class CDATRule:
         degenerate = finite & ~(measured & (den_used > 0) & jnp.isfinite(eta_raw))
         skip = ~finite | degenerate
         eta = jnp.where(skip, 0.0, eta_raw).astype(dtype)
-        status = jnp.where(
-            ~finite,
-            _base.STATUS_NONFINITE_INPUT,
-            jnp.where(degenerate, _base.STATUS_DEGENERATE, _base.STATUS_OK),
-        ).astype(jnp.int32)
+        status = _base.status_code((~finite, _base.STATUS_NONFINITE_INPUT), (degenerate, _base.STATUS_DEGENERATE))
         info = CDATInfo(
             skipped=skip,
             status=status,
@@ -211,12 +205,7 @@ def cdat(
         zero = _base.scalar(0.0, dtype)
         return CDATState(
             stepsize=zero,
-            info=CDATInfo(
-                skipped=_base.scalar(False, bool),
-                status=_base.scalar(_base.STATUS_OK, "int32"),
-                numerator=zero,
-                denominator=zero,
-            ),
+            info=_base.initial_info(CDATInfo, dtype),
             rule_state=rule.init(zero),
         )
 

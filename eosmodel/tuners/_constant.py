@@ -66,7 +66,7 @@ class ConstantRule:
     def __call__(self, rule_state: tuple, *, finite: Any, dtype: Any) -> tuple[jax.Array, tuple, ConstantInfo]:
         skip = ~jnp.asarray(finite, bool)
         eta = jnp.where(skip, 0.0, jnp.asarray(self.stepsize, dtype)).astype(dtype)
-        status = jnp.where(skip, _base.STATUS_NONFINITE_INPUT, _base.STATUS_OK).astype(jnp.int32)
+        status = _base.status_code((skip, _base.STATUS_NONFINITE_INPUT))
         return eta, rule_state, ConstantInfo(skipped=skip, status=status)
 
 
@@ -105,9 +105,7 @@ def constant(stepsize: float) -> optax.GradientTransformationExtraArgs:
         dtype = _base.real_dtype(params)
         return ConstantState(
             stepsize=_base.scalar(0.0, dtype),  # no step taken yet (as for every tuner)
-            info=ConstantInfo(
-                skipped=_base.scalar(False, bool), status=_base.scalar(0, "int32")
-            ),
+            info=_base.initial_info(ConstantInfo, dtype),
         )
 
     def update_fn(
@@ -124,6 +122,6 @@ def constant(stepsize: float) -> optax.GradientTransformationExtraArgs:
         dtype = state.stepsize.dtype
         eta, _, info = rule((), finite=_base.all_finite(updates, grad, value), dtype=dtype)
         new_updates = _base.descent_update(eta, updates, info.skipped)
-        return new_updates, ConstantState(stepsize=_base.scalar(eta, dtype), info=info)
+        return new_updates, ConstantState(stepsize=eta, info=info)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

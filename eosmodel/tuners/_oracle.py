@@ -71,9 +71,7 @@ class OracleRule:
         degenerate = finite & ~(jnp.isfinite(lam) & (lam > 0))
         skip = ~finite | degenerate
         eta = jnp.where(skip, 0.0, _base.hyper(self.sigma, lam) / jnp.where(skip, 1.0, lam))
-        status = jnp.where(
-            ~finite, _base.STATUS_NONFINITE_INPUT, jnp.where(degenerate, _base.STATUS_DEGENERATE, _base.STATUS_OK)
-        ).astype(jnp.int32)
+        status = _base.status_code((~finite, _base.STATUS_NONFINITE_INPUT), (degenerate, _base.STATUS_DEGENERATE))
         return eta.astype(lam.dtype), rule_state, OracleInfo(skipped=skip, status=status)
 
 
@@ -113,7 +111,7 @@ def oracle(sigma: float = 2.0) -> optax.GradientTransformationExtraArgs:
         dtype = _base.real_dtype(params)
         return OracleState(
             stepsize=_base.scalar(0.0, dtype),
-            info=OracleInfo(skipped=_base.scalar(False, bool), status=_base.scalar(0, "int32")),
+            info=_base.initial_info(OracleInfo, dtype),
         )
 
     def update_fn(

@@ -116,16 +116,14 @@ class PolyakRule:
     def __call__(
         self, rule_state: PolyakRuleState, *, value: Any, grad_norm_sq: Any, finite: Any = True
     ) -> tuple[jax.Array, PolyakRuleState, PolyakInfo]:
-        f = jnp.asarray(value)
-        if not jnp.issubdtype(f.dtype, jnp.floating):
-            f = f.astype(rule_state.reference_stepsize.dtype)
+        f = _base.as_floating(value, rule_state.reference_stepsize)
         dtype = f.dtype
         g2 = jnp.asarray(grad_norm_sq, dtype)
         finite = jnp.asarray(finite, bool)
         gap = f - _base.hyper(self.f_star, f)
         zero_grad = finite & (g2 <= _base.hyper(self.eps, f))
-        below = finite & ~zero_grad & (gap < 0)
         defined = finite & ~zero_grad
+        below = defined & (gap < 0)
         ratio = jnp.where(defined, gap / jnp.where(defined, _base.hyper(self.c, f) * g2, 1.0), 0.0).astype(dtype)
         gamma_max = _base.hyper(self.max_stepsize, f)
         if self.smooth_cap is None:
@@ -135,13 +133,11 @@ class PolyakRule:
         cap = cap.astype(dtype)
         skip = ~finite | zero_grad | below
         eta = jnp.where(skip, 0.0, jnp.minimum(ratio, cap)).astype(dtype)
-        status = jnp.where(
-            ~finite,
-            _base.STATUS_NONFINITE_INPUT,
-            jnp.where(
-                zero_grad, _base.STATUS_ZERO_GRADIENT, jnp.where(below, _base.STATUS_BELOW_F_STAR, _base.STATUS_OK)
-            ),
-        ).astype(jnp.int32)
+        status = _base.status_code(
+            (~finite, _base.STATUS_NONFINITE_INPUT),
+            (zero_grad, _base.STATUS_ZERO_GRADIENT),
+            (below, _base.STATUS_BELOW_F_STAR),
+        )
         new_state = PolyakRuleState(jnp.where(eta > 0, eta, rule_state.reference_stepsize).astype(dtype))
         return eta, new_state, PolyakInfo(skipped=skip, status=status, ratio=ratio, cap=cap)
 
@@ -210,12 +206,7 @@ def polyak(
         zero = _base.scalar(0.0, dtype)
         return PolyakState(
             stepsize=zero,
-            info=PolyakInfo(
-                skipped=_base.scalar(False, bool),
-                status=_base.scalar(_base.STATUS_OK, "int32"),
-                ratio=zero,
-                cap=_base.scalar(rule.max_stepsize, dtype),
-            ),
+            info=_base.initial_info(PolyakInfo, dtype, cap=_base.scalar(rule.max_stepsize, dtype)),
             rule_state=rule.init(zero),
         )
 
