@@ -544,7 +544,8 @@ def fit_closed(data: FitData, rule_config: Mapping[str, Any], start: Mapping[str
     # refine the measured-rho start and the rho = 1 start (Armijo's ηλ hinges on rho, whose cost
     # landscape has a local minimum on each side), plus a variant that starts better than both
     # (on a short trace, up to 20,000 steps, every start is refined: it costs seconds)
-    chosen = [0, 1] + [i for i in (2, 3) if n <= 20_000 or costs[i] < min(costs[0], costs[1])][:2]
+    better = [i for i in (2, 3) if costs[i] < min(costs[0], costs[1])]
+    chosen = [0, 1, 2, 3] if n <= 20_000 else [0, 1] + sorted(better, key=costs.__getitem__)[:1]
     best = None
     for i in chosen:  # a trust-region refinement never increases the cost
         sol = optimize.least_squares(resid, variants[i], jac=jac, bounds=(lb, ub), method="trf",
