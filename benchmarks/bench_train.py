@@ -107,7 +107,8 @@ def main() -> None:
         sharp = {"every": sharp_every, "k": 1, "tol": 1e-3, "max_iters": 40}
         tx = make_tuner({"name": "constant", "stepsize": 0.01})
         keys = {"data": jax.random.key(1), "step": jax.random.key(2)}
-        fns_ = build_step_fns(fns=fns, tx=tx, dp=dp, keys=keys, n_train=n, batch_size=0, chunk_size=n, sharpness=sharp)
+        fns_ = build_step_fns(fns=fns, tx=tx, dp=dp, keys=keys, n_train=n, batch_size=0, chunk_size=n, sharpness=sharp,
+                              subset_is_train=True)
         tracker = SharpnessTracker(k=1, tol=1e-3, max_iters=40).init(params, jax.random.key(3)) if sharp_every else ()
         holder = {
             "s": TrainState(params, {}, tx.init(params), tracker, jnp.zeros((0,), jnp.int32), jnp.zeros((), jnp.int32)),

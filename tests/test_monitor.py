@@ -73,6 +73,31 @@ def test_monitor_matches_dense_hessian_and_writes_the_trainers_columns(tmp_path,
     assert config["note"] == "pytree" and config["monitor"]["every"] == 3
 
 
+def test_monitor_value_and_grad_shares_its_pass_with_the_estimate(tmp_path, x64):
+    """The fused path returns the exact loss and gradient, and the same estimates as record() alone."""
+    loss_fn, params, data = _problem()
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+    data = jax.tree.map(lambda a: a.astype(jnp.float64), data)
+    runs = {}
+    for fused in (True, False):
+        mon = Monitor(loss_fn, data, tmp_path / f"run{fused}", key=jax.random.key(0), every=2, k=2, tol=1e-8,
+                      grad_curvature=True)
+        p = params
+        for t in range(5):
+            value, grad = mon.value_and_grad(t, p) if fused else jax.value_and_grad(loss_fn)(p, data)
+            ref_value, ref_grad = jax.value_and_grad(loss_fn)(p, data)
+            np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+            np.testing.assert_allclose(ravel_pytree(grad)[0], ravel_pytree(ref_grad)[0], rtol=1e-10, atol=1e-14)
+            mon.record(t, p, loss=value, grad=grad, stepsize=0.3)
+            p = jax.tree.map(lambda w, g: w - 0.3 * g, p, grad)
+        runs[fused] = mon.close()
+    a, b = runs[True], runs[False]
+    for name in ("sharpness", "sharpness_2", "grad_curvature", "normalized_sharpness", "loss"):
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-7, equal_nan=True)
+    assert list(np.isnan(a["sharpness"])) == [False, True, False, True, False]
+    assert a["hvps"][0] > 0 and a["hvps"][1] == 0
+
+
 def test_monitor_trace_is_read_by_fit(tmp_path):
     loss_fn, params, data = _problem()
     mon = Monitor(loss_fn, data, tmp_path / "run", key=jax.random.key(0), every=1)

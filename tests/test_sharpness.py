@@ -19,7 +19,10 @@ from eosmodel.sharpness import (
     full_value_and_grad,
     hessian_matvec,
     hvp,
+    linearization_bytes,
+    linearize_gradient,
     top_eigenpairs,
+    value_grad_and_matvec,
 )
 
 # ----------------------------------------------------------------------------- helpers
@@ -139,6 +142,40 @@ def test_chunked_loss_grad_hvp_equal_unchunked(x64, chunk_size):
     np.testing.assert_allclose(
         ravel_pytree(hv)[0], ravel_pytree(hvp(mlp_loss, params, data, v))[0], rtol=1e-10, atol=1e-14
     )
+
+
+@pytest.mark.parametrize("chunk_size", [None, 5])
+def test_linearized_gradient_and_hessian_equal_the_recomputing_ones(x64, chunk_size):
+    """One linearisation gives the same value, gradient and products as value_and_grad + forward-over-reverse."""
+    params, data = make_problem(3, (3, 5, 2), n=12)
+    v = jax.tree.map(lambda p: jax.random.normal(jax.random.key(4), p.shape), params)
+    lin = value_grad_and_matvec(mlp_loss, params, data, chunk_size, linearize=True)
+    rec = value_grad_and_matvec(mlp_loss, params, data, chunk_size, linearize=False)
+    np.testing.assert_allclose(lin[0], rec[0], rtol=1e-12)
+    np.testing.assert_allclose(ravel_pytree(lin[1])[0], ravel_pytree(rec[1])[0], rtol=1e-10, atol=1e-14)
+    for _ in range(2):  # the linearisation serves any number of products
+        np.testing.assert_allclose(ravel_pytree(lin[2](v))[0], ravel_pytree(rec[2](v))[0], rtol=1e-10, atol=1e-14)
+        v = lin[2](v)
+    dense = dense_hessian(mlp_loss, params, data)
+    w = jax.tree.map(jnp.ones_like, params)
+    np.testing.assert_allclose(ravel_pytree(lin[2](w))[0], dense @ ravel_pytree(w)[0], rtol=1e-10, atol=1e-12)
+
+
+def test_linearization_respects_its_memory_budget(x64):
+    """The residuals are counted without running anything; over the budget, no linearisation."""
+    params, data = make_problem(0, (3, 4, 2), n=40)
+
+    def fun(p):
+        return jax.value_and_grad(mlp_loss)(p, data), None
+
+    size = linearization_bytes(fun, params)
+    # At least the hidden activations of the 40 examples (40 x 4 float64) are kept.
+    assert size >= 40 * 4 * 8
+    assert linearize_gradient(fun, params, budget=size - 1) is None
+    value, grad, aux, matvec = linearize_gradient(fun, params, budget=size)
+    assert aux is None and float(value) == pytest.approx(float(mlp_loss(params, data)), rel=1e-12)
+    with pytest.raises(ValueError, match="linearize"):
+        value_grad_and_matvec(mlp_loss, params, data, linearize="yes")
 
 
 def test_chunked_mean_is_weighted_by_chunk_sizes():

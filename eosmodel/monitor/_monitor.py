@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from eosmodel.sharpness import SharpnessTracker, hessian_matvec
+from eosmodel.sharpness import SharpnessTracker, hessian_matvec, value_grad_and_matvec
+from eosmodel.sharpness._hvp import _split_chunks
 from eosmodel.trace import TraceWriter
 
 PyTree = Any
@@ -185,7 +186,7 @@ class Monitor:
                 f"Monitor precondition must be a function opt_state -> P (e.g. adam_preconditioner()), got {precondition!r}."
             )
         self.tracker = SharpnessTracker(k=k, tol=tol, max_iters=max_iters)
-        hessian_matvec(loss_fn, None, data, chunk_size)  # validates data and chunk_size now
+        _split_chunks(data, chunk_size)  # validates data and chunk_size now
         self.loss_fn, self.every, self.k, self.chunk_size = loss_fn, every, k, chunk_size
         self.flush_every = flush_every
         self.grad_curvature = grad_curvature
@@ -202,7 +203,11 @@ class Monitor:
         self._clock0 = time.perf_counter()
         self._basic = jax.jit(self._basic_fn)
         # The tracker states are donated: updated in place, as in the trainer's compiled loop.
-        self._measure = jax.jit(self._measure_fn, donate_argnums=(0, 1))
+        self._measure = jax.jit(self._measure_fn, donate_argnums=(0, 1), static_argnames=("plain",))
+        self._fused = jax.jit(self._fused_fn, donate_argnums=(0,))
+        self._value_and_grad = jax.jit(lambda params, data: value_grad_and_matvec(loss_fn, params, data, chunk_size,
+                                                                                  linearize=False)[:2])
+        self._prepared: tuple[int, dict[str, jax.Array]] | None = None
 
     # ----------------------------------------------------------------------------- compiled parts
 
@@ -213,29 +218,72 @@ class Monitor:
             rec["grad_norm_sq"] = _tree_vdot(grad, grad)
         return rec
 
-    def _measure_fn(self, tstate, pstate, params, data, key, grad, gg, precond, stepsize):
-        matvec = hessian_matvec(self.loss_fn, params, data, self.chunk_size)
+    def _sharpness(self, tstate, matvec, key, grad):
+        """The tracker's estimate (and R_t = gᵀHg/‖g‖² when asked and ``grad`` is given) with ``matvec``."""
         tstate, res = self.tracker.estimate(tstate, matvec, key=key)
         dtype = res.eigenvalues.dtype
-        hvps = res.num_hvps.astype(jnp.int32)
-        out = {"sharpness": res.eigenvalues[0], "sharpness_converged": res.converged.astype(dtype)}
+        out = {"sharpness": res.eigenvalues[0], "sharpness_converged": res.converged.astype(dtype),
+               "hvps": res.num_hvps.astype(jnp.int32)}
         for i in range(1, self.k):
             out[f"sharpness_{i + 1}"] = res.eigenvalues[i]
-        out["normalized_sharpness"] = jnp.asarray(stepsize, dtype) * res.eigenvalues[0]
-        if grad is not None and self.grad_curvature:  # gg: grad_norm_sq, from _basic
+        if grad is not None and self.grad_curvature:
+            gg = _tree_vdot(grad, grad)
             ghg = _tree_vdot(grad, matvec(grad))
             out["grad_curvature"] = jnp.where(gg > 0, ghg / jnp.where(gg > 0, gg, 1), jnp.nan).astype(dtype)
-            hvps = hvps + 1
+            out["hvps"] = out["hvps"] + 1
+        return tstate, out
+
+    def _measure_fn(self, tstate, pstate, params, data, key, grad, precond, *, plain: bool = True):
+        matvec = hessian_matvec(self.loss_fn, params, data, self.chunk_size)
+        out = {"hvps": jnp.zeros((), jnp.int32)}
+        if plain:
+            tstate, out = self._sharpness(tstate, matvec, key, grad)
         if precond is not None:
             s = jax.tree.map(lambda p: jax.lax.rsqrt(p), precond)  # P^{-1/2}
             pmatvec = lambda v: jax.tree.map(jnp.multiply, s, matvec(jax.tree.map(jnp.multiply, s, v)))  # noqa: E731
             pstate, pres = self.tracker.estimate(pstate, pmatvec, key=jax.random.fold_in(key, 1 << 20))
             out["preconditioned_sharpness"] = pres.eigenvalues[0]
-            hvps = hvps + pres.num_hvps.astype(jnp.int32)
-        out["hvps"] = hvps
+            out["hvps"] = out["hvps"] + pres.num_hvps.astype(jnp.int32)
         return tstate, pstate, out
 
+    def _fused_fn(self, tstate, params, data, key):
+        value, grad, matvec = value_grad_and_matvec(self.loss_fn, params, data, self.chunk_size)
+        tstate, out = self._sharpness(tstate, matvec, key, grad)
+        return tstate, value, grad, out
+
     # ----------------------------------------------------------------------------- the loop API
+
+    def value_and_grad(self, step: int, params: PyTree) -> tuple[jax.Array, PyTree]:
+        """``(f(w_t), ∇f(w_t))`` of ``loss_fn`` on the monitored data; on measuring steps, shared with the estimate.
+
+        For full-batch loops whose training data is the monitored ``data``: call it instead of your
+        own ``jax.value_and_grad`` and pass its outputs to :meth:`record` for the same ``step``. On a
+        step that is measured (``step % every == 0``) the gradient is linearised once
+        (``eosmodel.sharpness.value_grad_and_matvec``): the loss and gradient are its primal
+        outputs, and the Hessian-vector products of the estimate reuse its residuals, so measuring
+        costs the HVPs alone, as in ``eosmodel train``. On other steps it is a plain jitted
+        ``value_and_grad`` (chunked like the estimate). The preconditioned sharpness, which needs
+        the optimizer's state after the update, is still measured in :meth:`record`.
+
+        Raises:
+          ValueError: ``step`` not an int.
+        """
+        step = self._check_step(step)
+        if step % self.every:
+            return self._value_and_grad(params, self._data)
+        if self._tracker_state is None:
+            self._tracker_state = self.tracker.init(params, self._key)
+        self._tracker_state, value, grad, out = self._fused(
+            self._tracker_state, params, self._data, jax.random.fold_in(self._key, step)
+        )
+        self._prepared = (step, out)
+        return value, grad
+
+    @staticmethod
+    def _check_step(step: Any) -> int:
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+            raise ValueError(f"Monitor step must be an int, got {step!r}; pass the loop counter.")
+        return int(step)
 
     def record(
         self,
@@ -264,9 +312,7 @@ class Monitor:
         Raises:
           ValueError: ``step`` not an increasing integer, or no stepsize given or readable.
         """
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-            raise ValueError(f"Monitor.record step must be an int, got {step!r}; pass the loop counter.")
-        step = int(step)
+        step = self._check_step(step)
         diagnostics = {}
         if stepsize is None:
             if opt_state is None:
@@ -287,15 +333,23 @@ class Monitor:
                 if opt_state is None:
                     raise ValueError("Monitor.record needs opt_state= to read the preconditioner; pass it.")
                 preconditioner = self.precondition(opt_state)
+            prepared = self._prepared if self._prepared is not None and self._prepared[0] == step else None
+            self._prepared = None
             if self._tracker_state is None:
                 self._tracker_state = self.tracker.init(params, self._key)
             if preconditioner is not None and self._pre_state is None:
                 self._pre_state = self.tracker.init(params, jax.random.fold_in(self._key, 1 << 20))
-            self._tracker_state, self._pre_state, out = self._measure(
-                self._tracker_state, self._pre_state, params, self._data,
-                jax.random.fold_in(self._key, step), grad, rec.get("grad_norm_sq"), preconditioner, rec["stepsize"],
-            )
+            if prepared is None or preconditioner is not None:
+                self._tracker_state, self._pre_state, out = self._measure(
+                    self._tracker_state, self._pre_state, params, self._data, jax.random.fold_in(self._key, step),
+                    grad, preconditioner, plain=prepared is None,
+                )
+                if prepared is not None:
+                    out = {**prepared[1], **out, "hvps": prepared[1]["hvps"] + out["hvps"]}
+            else:
+                out = prepared[1]
             rec.update(out)
+            rec["normalized_sharpness"] = jnp.asarray(rec["stepsize"], out["sharpness"].dtype) * out["sharpness"]
         self._pending.append(rec)
         if len(self._pending) >= self.flush_every:
             self.flush()

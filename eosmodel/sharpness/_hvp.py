@@ -12,7 +12,20 @@ from jax import lax
 PyTree = Any
 LossFn = Callable[[PyTree, PyTree], jax.Array]
 
-__all__ = ["full_loss", "full_value_and_grad", "hessian_matvec", "hvp"]
+__all__ = [
+    "LINEARIZE_BUDGET_BYTES",
+    "full_loss",
+    "full_value_and_grad",
+    "hessian_matvec",
+    "hvp",
+    "linearization_bytes",
+    "linearize_gradient",
+    "value_grad_and_matvec",
+]
+
+# Largest residual memory (bytes) a gradient linearisation may keep to serve Hessian-vector products
+# (see ``linearize_gradient``); above it, products recompute the forward/backward pass chunk by chunk.
+LINEARIZE_BUDGET_BYTES = 1 << 30
 
 
 def hvp(loss: LossFn, params: PyTree, batch: PyTree, v: PyTree) -> PyTree:
@@ -149,27 +162,111 @@ def full_value_and_grad(
     return _chunked_mean(lambda b: vg(params, b), *_split_chunks(data, chunk_size))
 
 
+def linearization_bytes(fun: Callable[[PyTree], Any], params: PyTree) -> int:
+    """Bytes of the residuals ``jax.linearize(fun, params)`` keeps, by abstract evaluation (nothing runs).
+
+    The residuals are the intermediate values of ``fun``'s forward (and, for a gradient, backward)
+    pass that its tangent map needs: for a chunked gradient, the activations of every chunk.
+    """
+    leaves = jax.eval_shape(lambda p: jax.tree.leaves(jax.linearize(fun, p)[1]), params)
+    return int(sum(leaf.size * jnp.dtype(leaf.dtype).itemsize for leaf in leaves))
+
+
+def linearize_gradient(
+    fun: Callable[[PyTree], tuple[tuple[jax.Array, PyTree], Any]],
+    params: PyTree,
+    *,
+    budget: int = LINEARIZE_BUDGET_BYTES,
+) -> tuple[jax.Array, PyTree, Any, Callable[[PyTree], PyTree]] | None:
+    """Value, gradient and Hessian operator from one linearisation of the gradient, within a memory budget.
+
+    ``fun(w) = ((f(w), ∇f(w)), aux)`` (e.g. a chunked ``value_and_grad`` with the updated BatchNorm
+    statistics as ``aux``). ``jax.linearize`` runs the forward and backward pass once, returning
+    ``f(w)``, ``∇f(w)`` and the tangent map ``v -> (∇f(w)·v, ∇²f(w) v)``; each Hessian-vector
+    product then costs only the tangent pass (about one gradient for a dense network, against about
+    two for forward-over-reverse ``hvp``, which redoes the primal pass), and the gradient of a
+    training step comes out of the same pass for free. The price is memory: the residuals of the
+    whole pass stay alive while the operator is in use.
+
+    Returns:
+      ``(value, grad, aux, matvec)`` if ``linearization_bytes(fun, params) <= budget``, else None
+      (the caller then recomputes per product, e.g. with ``hvp`` chunk by chunk).
+    """
+    if linearization_bytes(fun, params) > budget:
+        return None
+    (value, grad), tangent, aux = jax.linearize(fun, params, has_aux=True)
+    return value, grad, aux, lambda v: tangent(v)[1]
+
+
+def _chunked_value_and_grad(loss: LossFn, data: PyTree, chunk_size: int | None):
+    chunks = _split_chunks(data, chunk_size)  # validated here, at construction
+    vg = jax.value_and_grad(loss)
+
+    def fun(params: PyTree):
+        return _chunked_mean(lambda b: vg(params, b), *chunks), None
+
+    return fun, chunks
+
+
+def value_grad_and_matvec(
+    loss: LossFn, params: PyTree, data: PyTree, chunk_size: int | None = None, *, linearize: bool | None = None
+) -> tuple[jax.Array, PyTree, Callable[[PyTree], PyTree]]:
+    """``(F(w), ∇F(w), v -> ∇²F(w) v)`` of the full-data loss ``F`` (see ``full_loss``), sharing one pass.
+
+    With ``linearize`` (default: when the residuals fit ``LINEARIZE_BUDGET_BYTES``), the chunked
+    gradient is linearised once (``linearize_gradient``): the value and gradient are its primal
+    outputs and each product runs the tangent pass only. Otherwise (or ``linearize=False``) the
+    value and gradient are ``full_value_and_grad`` and each product is forward-over-reverse chunk by
+    chunk (``hvp``; memory: one chunk). Both give the same numbers up to roundoff.
+
+    Args:
+      loss, params, data, chunk_size: as in ``full_loss``.
+      linearize: True forces the linearisation (whatever its memory), False forbids it, None decides
+        by ``LINEARIZE_BUDGET_BYTES``.
+
+    Returns:
+      ``(value, grad, matvec)``; ``matvec`` is traceable and costs one full-data HVP per call.
+
+    Raises:
+      ValueError: as ``full_loss``, or ``linearize`` not a bool or None.
+    """
+    if linearize is not None and not isinstance(linearize, bool):
+        raise ValueError(f"linearize must be True, False or None (by memory); got {linearize!r}.")
+    fun, chunks = _chunked_value_and_grad(loss, data, chunk_size)
+    if linearize is not False:
+        out = linearize_gradient(fun, params, budget=(1 << 62) if linearize else LINEARIZE_BUDGET_BYTES)
+        if out is not None:
+            value, grad, _, matvec = out
+            return value, grad, matvec
+    (value, grad), _ = fun(params)
+
+    def matvec(v: PyTree) -> PyTree:
+        return _chunked_mean(lambda b: hvp(loss, params, b, v), *chunks)
+
+    return value, grad, matvec
+
+
 def hessian_matvec(
-    loss: LossFn, params: PyTree, data: PyTree, chunk_size: int | None = None
+    loss: LossFn, params: PyTree, data: PyTree, chunk_size: int | None = None, *, linearize: bool | None = None
 ) -> Callable[[PyTree], PyTree]:
     """Matrix-free Hessian of the full-data loss ``F`` (see ``full_loss``): returns ``v -> ∇²F(w) v``.
 
-    ``∇²F(w) v = (1/n)[Σ_i c H_i v + r H_r v]`` with ``H_i v`` the forward-over-reverse product
-    (``hvp``) of ``loss`` on chunk ``B_i``, scanned with a running sum (memory: one chunk).
+    ``∇²F(w) v = (1/n)[Σ_i c H_i v + r H_r v]``. With ``linearize`` (default: when its residual
+    memory fits ``LINEARIZE_BUDGET_BYTES``) the chunked gradient is linearised once, here, and each
+    product runs the tangent pass only (``linearize_gradient``); otherwise each ``H_i v`` is the
+    forward-over-reverse product (``hvp``) of ``loss`` on chunk ``B_i``, scanned with a running sum
+    (memory: one chunk). Build the operator once per point ``w`` and call it many times (as Lanczos
+    does): the linearisation is paid at construction.
 
     Args:
       loss, params, data, chunk_size: as in ``full_loss``; ``params`` is the point ``w``.
+      linearize: as in ``value_grad_and_matvec``.
 
     Returns:
       A callable ``matvec(v) -> H v`` on pytrees shaped like ``params``; traceable (use it inside
       ``jit``/``lax`` loops, e.g. with ``top_eigenpairs``). Each call costs one full-data HVP.
 
     Raises:
-      ValueError: as ``full_loss`` (checked here, at construction).
+      ValueError: as ``value_grad_and_matvec`` (checked here, at construction).
     """
-    chunks = _split_chunks(data, chunk_size)  # validated here, at construction
-
-    def matvec(v: PyTree) -> PyTree:
-        return _chunked_mean(lambda b: hvp(loss, params, b, v), *chunks)
-
-    return matvec
+    return value_grad_and_matvec(loss, params, data, chunk_size, linearize=linearize)[2]

@@ -38,7 +38,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from eosmodel.sharpness import SharpnessTracker, hvp
+from eosmodel.sharpness import SharpnessTracker, hvp, linearize_gradient
 from eosmodel.train._parallel import DataParallel
 from eosmodel.tuners import read_diagnostics, read_stepsize
 
@@ -151,6 +151,7 @@ def build_step_fns(
     batch_size: int,
     chunk_size: int,
     sharpness: dict[str, Any],
+    subset_is_train: bool = False,
 ) -> StepFns:
     """Build the jitted functions of one run (closures over settings and functions, never over data).
 
@@ -164,6 +165,9 @@ def build_step_fns(
       chunk_size: physical batch size.
       sharpness: the ``[sharpness]`` table (``every``, ``k``, ``tol``, ``max_iters``, optional
         ``grad_curvature``).
+      subset_is_train: the sharpness subset passed to ``run_chunk`` is the training set itself; in
+        full batch the measured steps then share one linearisation between the step's gradient and
+        the Hessian operator (``eosmodel.sharpness.linearize_gradient``).
 
     Returns:
       :class:`StepFns`: ``run_chunk(state, train_data, subset, num_steps, buffer=B) -> (state,
@@ -175,6 +179,7 @@ def build_step_fns(
     with_curvature = bool(sharpness.get("grad_curvature", False))
     tracker = SharpnessTracker(k=k, tol=float(sharpness["tol"]), max_iters=int(sharpness["max_iters"])) if every else None
     full_batch = batch_size == 0
+    fuse = full_batch and subset_is_train
     steps_per_epoch = n_train // batch_size if batch_size else 1
 
     def batch_of(state: TrainState, train_data: Any) -> tuple[Chunks, jax.Array]:
@@ -201,50 +206,79 @@ def build_step_fns(
 
         return chunk_mean(one, data, dp)
 
+    def value_grad_state_fun(model_state: PyTree, data: Chunks):
+        """``w -> ((f(w), ∇f(w)), model state)``: the step's chunked gradient, in ``linearize_gradient``'s form."""
+        def fun(p):
+            value, grad, new_state = value_grad_state(p, model_state, data)
+            return (value, grad), new_state
+
+        return fun
+
     def subset_hessian_matvec(params: PyTree, subset: Chunks) -> Callable[[PyTree], PyTree]:
         """v -> H v, H the Hessian of the training loss on the sharpness subset at ``params``.
 
-        One chunk: the subset's gradient is linearised once per estimate (``jax.linearize``), so each
-        product runs only the tangent pass and the primal forward/backward is not redone inside the
-        Lanczos loop (memory: the residuals of one chunk, as one forward-over-reverse product).
-        Several chunks: forward-over-reverse per chunk, summed (memory: one chunk).
+        The subset's chunked gradient is linearised once per estimate when its residuals fit the
+        memory budget (``linearize_gradient``), so each product runs only the tangent pass;
+        otherwise forward-over-reverse per chunk, summed (memory: one chunk).
         """
-        if _num_chunks(subset) == 1:
-            grad_fn = lambda p: chunk_mean(lambda b: jax.grad(fns.loss)(p, b), subset, dp)  # noqa: E731
-            return jax.linearize(grad_fn, params)[1]
+        vg = jax.value_and_grad(fns.loss)
+
+        def fun(p):
+            return chunk_mean(lambda b: vg(p, b), subset, dp), None
+
+        linearized = linearize_gradient(fun, params)
+        if linearized is not None:
+            return linearized[3]
         return lambda v: chunk_mean(lambda b: hvp(fns.loss, params, b, v), subset, dp)
+
+    def gradient_and_sharpness(state: TrainState, data: Chunks, subset: Chunks):
+        """Loss, gradient and model state of the step, and the tracker's estimate at ``state.params``.
+
+        Fused (full batch, the subset is the training set, residuals within the memory budget): one
+        linearisation of the step's gradient gives the loss and gradient (its primal outputs) and
+        the Hessian operator (its tangent map), so the estimate costs its HVPs only.
+        """
+        fused = linearize_gradient(value_grad_state_fun(state.model_state, data), state.params) if fuse else None
+        if fused is not None:
+            value, grad, model_state, matvec = fused
+        else:
+            value, grad, model_state = value_grad_state(state.params, state.model_state, data)
+            matvec = subset_hessian_matvec(state.params, subset)
+        tstate, res = tracker.estimate(state.tracker, matvec, key=jax.random.fold_in(keys["step"], state.step))
+        hvps = res.num_hvps.astype(jnp.int32)
+        if with_curvature:
+            gg = _tree_sq_norm(grad)
+            ghg = optax.tree_utils.tree_vdot(grad, matvec(grad))
+            curv = jnp.where(gg > 0, ghg / jnp.where(gg > 0, gg, 1), jnp.nan).astype(value.dtype)
+            hvps = hvps + 1
+        else:
+            curv = jnp.full((), jnp.nan, value.dtype)
+        measured = (tstate, res.eigenvalues.astype(value.dtype), hvps, res.converged, curv)
+        return (value, grad, model_state), measured
+
+    def gradient_only(state: TrainState, data: Chunks):
+        value, grad, model_state = value_grad_state(state.params, state.model_state, data)
+        nan = jnp.full((), jnp.nan, value.dtype)
+        skipped = (state.tracker, jnp.full((k,), jnp.nan, value.dtype), jnp.zeros((), jnp.int32),
+                   jnp.zeros((), bool), nan)
+        return (value, grad, model_state), skipped
 
     def step(state: TrainState, train_data: Any, subset: Chunks) -> tuple[TrainState, dict[str, jax.Array]]:
         t = state.step
         data, perm = batch_of(state, train_data)
-        value, grad, model_state = value_grad_state(state.params, state.model_state, data)
-        record: dict[str, jax.Array] = {"step": t, "loss": value, "grad_norm_sq": _tree_sq_norm(grad)}
-
         tracker_state = state.tracker
-        if tracker is not None:
-            step_key = jax.random.fold_in(keys["step"], t)
-
-            def measure(tstate):
-                matvec = subset_hessian_matvec(state.params, subset)
-                tstate, res = tracker.estimate(tstate, matvec, key=step_key)
-                hvps = res.num_hvps.astype(jnp.int32)
-                if with_curvature:
-                    gg = record["grad_norm_sq"]
-                    ghg = optax.tree_utils.tree_vdot(grad, matvec(grad))
-                    curv = jnp.where(gg > 0, ghg / jnp.where(gg > 0, gg, 1), jnp.nan).astype(value.dtype)
-                    hvps = hvps + 1
-                else:
-                    curv = jnp.full((), jnp.nan, value.dtype)
-                return tstate, res.eigenvalues.astype(value.dtype), hvps, res.converged, curv
-
-            def skip(tstate):
-                nan = jnp.full((), jnp.nan, value.dtype)
-                return tstate, jnp.full((k,), jnp.nan, value.dtype), jnp.zeros((), jnp.int32), jnp.zeros((), bool), nan
-
+        if tracker is None:
+            value, grad, model_state = value_grad_state(state.params, state.model_state, data)
+        else:
+            measure = lambda: gradient_and_sharpness(state, data, subset)  # noqa: E731
             if every == 1:
-                tracker_state, eigs, hvps, converged, curv = measure(tracker_state)
+                (value, grad, model_state), measured = measure()
             else:
-                tracker_state, eigs, hvps, converged, curv = lax.cond(t % every == 0, measure, skip, tracker_state)
+                (value, grad, model_state), measured = lax.cond(
+                    t % every == 0, measure, lambda: gradient_only(state, data)
+                )
+            tracker_state, eigs, hvps, converged, curv = measured
+        record: dict[str, jax.Array] = {"step": t, "loss": value, "grad_norm_sq": _tree_sq_norm(grad)}
         value_fn = lambda p: chunk_mean(lambda b: fns.loss(p, b), data, dp)  # noqa: E731
         updates, opt_state = tx.update(grad, state.opt_state, state.params, value=value, grad=grad, value_fn=value_fn)
         params = optax.apply_updates(state.params, updates)

@@ -310,6 +310,7 @@ def _build(config_json: str, n: int, num_classes: int, dp: Any):
         batch_size=int(train_cfg["batch_size"]),
         chunk_size=int(train_cfg["chunk_size"]),
         sharpness=config["sharpness"],
+        subset_is_train=int(config["sharpness"]["subset"]) in (0, n),
     )
     return model, fns, tx, keys, step_fns
 
