@@ -346,11 +346,13 @@ STOPPING_RULES = ("gap", "residual")
 
 
 def _lanczos(matvec, like, k: int, num_vectors: int, *, key, v0, tol: float, max_iters: int,
-             block_size: int | None, stopping: str = "gap") -> tuple[EigResult, PyTree]:
+             block_size: int | None, stopping: str = "gap", power_vectors: bool = False) -> tuple[EigResult, PyTree]:
     """The solver behind ``top_eigenpairs`` (settings already validated).
 
-    Also returns the top ``num_vectors >= k`` Ritz vectors (leading axis ``num_vectors``); those the
-    basis was too small to produce are zero. Only the first ``k`` pairs must converge.
+    Also returns the top ``num_vectors >= k`` Ritz vectors (leading axis ``num_vectors``; with
+    ``power_vectors``, their images ``H y_i / ||H y_i||`` instead, read off the Arnoldi relation
+    without a product); those the basis was too small to produce are zero. Only the first ``k``
+    pairs must converge.
     """
     like = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), like)
     dim = _check_like(like, k)
@@ -438,21 +440,34 @@ def _lanczos(matvec, like, k: int, num_vectors: int, *, key, v0, tol: float, max
     if stopping == "residual":
         bound = res
     nv = min(num_vectors, m)
-    # Ritz vectors y_i = V s_i over the first m basis rows; padded pairs (i >= ng) give zero vectors.
+    # Padded pairs (i >= ng) get zero coefficients, hence zero vectors.
     s_out = jnp.where((jnp.arange(nv) < ng)[None, :], s[:, :nv], 0.0)
-    # Summed over the j filled rows only (rows >= j have zero coefficients): cost O(j n), not O(m n).
-    def accumulate(l, out):
-        c = s_out[l]
-        return jax.tree.map(lambda o, x: o + c.astype(x.dtype).reshape((nv,) + (1,) * (x.ndim - 1)) * x[l][None],
-                            out, basis)
-
     zero = jax.tree.map(lambda x: jnp.zeros((nv,) + x.shape[1:], x.dtype), basis)
-    vecs = lax.fori_loop(0, jnp.minimum(j, m), accumulate, zero)
-    norms = jnp.sqrt(sum(jnp.sum(x.reshape(nv, -1) ** 2, axis=1) for x in jax.tree.leaves(vecs)))
-    inv = jnp.where(norms > 0, 1.0 / jnp.where(norms > 0, norms, 1.0), 0.0)
-    vecs = jax.tree.map(lambda x: x * inv.reshape((nv,) + (1,) * (x.ndim - 1)).astype(x.dtype), vecs)
-    if nv < num_vectors:
-        vecs = jax.tree.map(lambda x: jnp.concatenate([x, jnp.zeros((num_vectors - nv,) + x.shape[1:], x.dtype)]), vecs)
+
+    def combine(coeffs, rows):
+        """Unit vectors ``Σ_l coeffs[l, i] V_l`` over basis rows ``l < rows`` (zero stays zero)."""
+        def add(l, out):
+            c = coeffs[l]
+            return jax.tree.map(lambda o, x: o + c.astype(x.dtype).reshape((nv,) + (1,) * (x.ndim - 1)) * x[l][None],
+                                out, basis)
+
+        out = lax.fori_loop(0, rows, add, zero)
+        norms = jnp.sqrt(sum(jnp.sum(x.reshape(nv, -1) ** 2, axis=1) for x in jax.tree.leaves(out)))
+        inv = jnp.where(norms > 0, 1.0 / jnp.where(norms > 0, norms, 1.0), 0.0)
+        out = jax.tree.map(lambda x: x * inv.reshape((nv,) + (1,) * (x.ndim - 1)).astype(x.dtype), out)
+        if nv < num_vectors:
+            out = jax.tree.map(lambda x: jnp.concatenate([x, jnp.zeros((num_vectors - nv,) + x.shape[1:], x.dtype)]),
+                               out)
+        return out
+
+    # Ritz vectors y_i = V s_i over the j filled rows (rows >= j have zero coefficients): O(j n).
+    s_full = jnp.concatenate([s_out, jnp.zeros((big_m - m, nv), s_out.dtype)])
+    vecs = combine(s_full, jnp.minimum(j, m))
+    carried = vecs
+    if power_vectors:
+        # H y_i = V_{j+b} C_j s_i (Arnoldi relation): one power step for free, no product spent.
+        rows = (jnp.arange(big_m) < j + b) & alive
+        carried = combine(jnp.where(rows[:, None], coef, 0.0)[:, :m] @ s_out, jnp.minimum(j + b, big_m))
     result = EigResult(
         eigenvalues=theta[:k],
         eigenvectors=jax.tree.map(lambda x: x[:k], vecs),
@@ -461,4 +476,4 @@ def _lanczos(matvec, like, k: int, num_vectors: int, *, key, v0, tol: float, max
         converged=done,
         error_bounds=bound[:k],
     )
-    return result, vecs
+    return result, carried

@@ -31,8 +31,9 @@ class TrackerState(NamedTuple):
 
     Attributes:
       eigenvectors: pytree shaped like the parameters with a leading axis ``k + guard`` (clipped to
-        the dimension): the last estimate's top Ritz vectors, the first k converged, the others guard
-        vectors (random unit vectors before the first estimate).
+        the dimension): the last estimate's top Ritz vectors after one power step,
+        ``H y_i / ||H y_i||``, the first k converged, the others guard vectors (random unit vectors
+        before the first estimate).
       eigenvalues: ``[k]`` the last estimate (NaN before the first one).
       num_estimates: int32 scalar, estimates made so far.
     """
@@ -48,10 +49,21 @@ class SharpnessTracker:
 
     ``estimate`` runs the block Lanczos solver of ``top_eigenpairs`` from the start block
     ``[u_1, ..., u_{p-1}, u_p + ρ g]``, where ``u_1..u_p`` (``p = k + guard``, block size p) are the
-    previous top Ritz vectors (state), ``g`` a unit Gaussian vector from ``key`` and ``ρ`` =
-    ``warm_noise``. When the Hessian changes slowly, ``span{u_i}`` is nearly invariant, the first p
-    products give the Rayleigh-Ritz pairs of that span, often already within the tolerance, and a
-    few more products reach it otherwise.
+    previous estimate's top Ritz vectors ``y_i`` after one power step, ``u_i = H y_i / ||H y_i||``
+    (state), ``g`` a unit Gaussian vector from ``key`` and ``ρ`` = ``warm_noise``. When the Hessian
+    changes slowly, ``span{u_i}`` is nearly invariant, the first p products give the Rayleigh-Ritz
+    pairs of that span, often already within the tolerance, and a few more products reach it
+    otherwise.
+
+    Why the power step: ``H y_i`` is known without a product (``H V_j = V_{j+b} C_j``, the Arnoldi
+    relation of the basis already built), and it damps the components of ``y_i`` along the bulk of
+    the spectrum by ``|λ|/θ_i``. Carried from estimate to estimate, the block then improves even when
+    an estimate stops after its first p products (plain Ritz vectors of those p products span the
+    start block again: no progress), i.e. the tracker runs a subspace iteration across training
+    steps at no extra cost. Measured (fc-tanh 3072-200-200-10, 2,000 examples, GD at η = 0.01, an
+    estimate per step, tol 1e-3): 3.48 HVPs per warm estimate without the power step at ρ = 0.1,
+    2.93 at ρ = 0.01, 2.55 with the power step at ρ = 0.01 (24 of 29 estimates with 2 products); at
+    η = 1.9/λ₀ (edge of stability), 8.2 against 7.6, errors ≤ 3e-4 against tight references.
 
     Why guard vectors: the stopping rule's Kato-Temple bound ``res²/gap`` needs the next eigenvalue
     ``λ_{k+1}`` to be resolved by the Krylov space. From a start close to ``u_1`` alone, the second
@@ -67,7 +79,7 @@ class SharpnessTracker:
       k: number of top eigenvalues, >= 1 (default 1: the sharpness).
       tol: relative eigenvalue accuracy in (0, 1), default 1e-3.
       max_iters: cap on HVPs per estimate (basis size), default 100.
-      warm_noise: relative size ρ >= 0 of the random component of the warm start, default 0.1.
+      warm_noise: relative size ρ >= 0 of the random component of the warm start, default 0.01.
       guard: number of extra Ritz vectors carried from one estimate to the next, >= 0, default 1.
 
     Raises:
@@ -87,7 +99,7 @@ class SharpnessTracker:
     k: int = 1
     tol: float = 1e-3
     max_iters: int = DEFAULT_MAX_ITERS
-    warm_noise: float = 0.1
+    warm_noise: float = 0.01
     guard: int = 1
 
     def __post_init__(self):
@@ -97,7 +109,7 @@ class SharpnessTracker:
         ):
             raise ValueError(
                 f"warm_noise must be a finite float >= 0 (relative random part of the warm start); "
-                f"got {self.warm_noise!r}: pass e.g. warm_noise=0.1."
+                f"got {self.warm_noise!r}: pass e.g. warm_noise=0.01."
             )
         if isinstance(self.guard, bool) or not isinstance(self.guard, int) or self.guard < 0:
             raise ValueError(
@@ -146,7 +158,7 @@ class SharpnessTracker:
         v0 = jax.tree.map(lambda x, gi: x.at[p - 1].add(gi), prev, g)
         result, vecs = _lanczos(
             matvec, like, self.k, p, key=jax.random.fold_in(key, p), v0=v0, tol=self.tol,
-            max_iters=self.max_iters, block_size=p,
+            max_iters=self.max_iters, block_size=p, power_vectors=True,
         )
         # Guard vectors the basis was too small to produce (zero) keep their previous value.
         built = sum(jnp.sum(x.reshape(p, -1) ** 2, axis=1) for x in jax.tree.leaves(vecs)) > 0
