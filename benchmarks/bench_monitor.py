@@ -10,6 +10,8 @@ spell of the machine hits all of them):
 * bare: the user's loop, one jitted value_and_grad + optax.sgd update per step;
 * monitor every 10 / every 1: the same loop with ``monitor.record(...)`` each step (the sharpness
   estimated every 10th step / every step; warm-started tracker, tol 1e-3);
+* monitor ..., fused: the loss and gradient from ``monitor.value_and_grad`` (full batch on the
+  monitored data: one linearisation serves the gradient and the estimate's HVPs), then ``record``;
 * trainer: ``eosmodel train``'s compiled loop (``build_step_fns``) without and with sharpness at
   every step, for the target "at cadence 1, no more than the trainer's tracking costs".
 
@@ -62,8 +64,16 @@ def main() -> None:
         updates, s = opt.update(grad, s, p)
         return value, grad, updates, s
 
-    def user_loop(every: int | None):
-        """One segment of ``steps`` steps of the user's loop (state carried across segments)."""
+    @jax.jit
+    def update(grad, s, p):
+        return opt.update(grad, s, p)
+
+    def user_loop(every: int | None, fused: bool = False):
+        """One segment of ``steps`` steps of the user's loop (state carried across segments).
+
+        ``fused``: the loss and gradient come from ``monitor.value_and_grad`` (one linearisation
+        shared with the estimate on measured steps) instead of the user's own jitted step.
+        """
         holder = {"p": params0, "s": opt.init(params0), "t": 0}
         mon = None
         holder["mon"] = None
@@ -75,7 +85,11 @@ def main() -> None:
         def go():
             p, s = holder["p"], holder["s"]
             for _ in range(steps):
-                value, grad, updates, s = step(p, s, data)
+                if fused:
+                    value, grad = mon.value_and_grad(holder["t"], p)
+                    updates, s = update(grad, s, p)
+                else:
+                    value, grad, updates, s = step(p, s, data)
                 if mon is not None:
                     mon.record(holder["t"], p, loss=value, grad=grad, stepsize=lr)
                 p = optax.apply_updates(p, updates)
@@ -112,6 +126,8 @@ def main() -> None:
         "bare": user_loop(None),
         "monitor every 10": user_loop(10),
         "monitor every 1": user_loop(1),
+        "monitor every 10, fused": user_loop(10, fused=True),
+        "monitor every 1, fused": user_loop(1, fused=True),
         "trainer, no sharpness": trainer_loop(0),
         "trainer, sharpness every 1": trainer_loop(1),
     }
@@ -132,17 +148,18 @@ def main() -> None:
     for name, v in times.items():
         ratios = ", ".join(f"{t / b:.2f}" for t, b in zip(v, times["bare"]))
         print(f"{name:<28} {med[name] * 1e3:9.1f} {med[name] / bare:7.2f}   {ratios}")
-    mon_cost = (med["monitor every 1"] - bare) / bare
     trainer_cost = (med["trainer, sharpness every 1"] - med["trainer, no sharpness"]) / med["trainer, no sharpness"]
-    print(f"tracking cost per step at cadence 1: monitor {mon_cost:.2f} bare steps, trainer {trainer_cost:.2f} of its steps "
-          f"(target: monitor <= trainer)")
+    for name in ("monitor every 1", "monitor every 1, fused"):
+        print(f"tracking cost per step at cadence 1: {name}: {(med[name] - bare) / bare:.2f} bare steps; trainer "
+              f"{trainer_cost:.2f} of its steps (target: monitor <= trainer)")
     mon1 = holders["monitor every 1"]["mon"]
     mon1.writer.sync()
     from eosmodel.trace import load_trace
 
     hv = load_trace(mon1.run_dir)["hvps"][1:]  # warm estimates (the first, cold one left out)
     print(f"HVPs per warm estimate: monitor {np.mean(hv):.2f}, trainer {np.mean(holders['trainer, sharpness every 1']['hvps']):.2f}")
-    print(f"monitor at cadence 10: {med['monitor every 10'] / bare:.2f}x the bare step (target < 1.5x)")
+    for name in ("monitor every 10", "monitor every 10, fused"):
+        print(f"{name}: {med[name] / bare:.2f}x the bare step (target < 1.5x)")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

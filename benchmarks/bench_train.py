@@ -177,7 +177,7 @@ def main() -> None:
     print(
         f"(c) loop step with warm-started sharpness at every step: {best['loop_sharp'] * 1e3:.1f} ms; sharpness "
         f"costs {(best['loop_sharp'] - best['loop']) / best['gd']:.2f} GD steps per step ({hvps:.1f} HVPs on "
-        f"average; target <= 8; {_spread(cost)})"
+        f"average; target <= 3; {_spread(cost)})"
     )
     print(f"load average at end {os.getloadavg()}")
     cold_cost = t["cold"] / t["gd"]
