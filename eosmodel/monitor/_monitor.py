@@ -116,8 +116,11 @@ class Monitor:
     and ``preconditioned_sharpness``; NaN where not measured. ``eosmodel fit RUN_DIR`` reads it.
 
     Cost: the estimate is one jitted function (compiled once; data and parameters are arguments),
-    the same tracker and chunked HVPs as ``eosmodel train``. Nothing is fetched from the device
-    until every ``flush_every`` records (no host sync per step).
+    the same tracker and chunked HVPs as ``eosmodel train`` (the gradient on ``data`` linearised
+    once per estimate, each HVP a tangent pass: ``eosmodel.sharpness.hessian_matvec``). In a
+    full-batch loop on ``data``, :meth:`value_and_grad` gives your step its loss and gradient from
+    that same linearisation, so a measured step costs its HVPs alone, as in the trainer. Nothing is
+    fetched from the device until every ``flush_every`` records (no host sync per step).
 
     Args:
       loss_fn: ``loss_fn(params, batch) -> scalar``, the mean loss over ``batch``.
