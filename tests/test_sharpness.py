@@ -161,6 +161,24 @@ def test_linearized_gradient_and_hessian_equal_the_recomputing_ones(x64, chunk_s
     np.testing.assert_allclose(ravel_pytree(lin[2](w))[0], dense @ ravel_pytree(w)[0], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("first_phase", [1, 3, 8])
+def test_two_phase_basis_continues_the_same_recurrence(x64, first_phase):
+    """Growing the basis mid-run (first phase of 1, 3, 8 products) changes nothing but roundoff."""
+    from eosmodel.sharpness._lanczos import _lanczos
+
+    params, data = make_problem(5, (4, 6, 3), n=30)
+    mv = hessian_matvec(mlp_loss, params, data)
+    run = jax.jit(lambda fp: _lanczos(mv, params, 2, 3, key=jax.random.key(0), v0=None, tol=1e-10, max_iters=40,
+                                      block_size=None, power_vectors=True, first_phase=fp), static_argnums=0)
+    (one, carried_one), (two, carried_two) = run(None), run(first_phase)
+    assert int(one.num_hvps) > first_phase  # the second phase ran
+    assert int(two.num_hvps) == int(one.num_hvps) and bool(two.converged)
+    np.testing.assert_allclose(two.eigenvalues, one.eigenvalues, rtol=1e-12)
+    np.testing.assert_allclose(two.residuals, one.residuals, rtol=1e-6, atol=1e-12)
+    for a, b in zip(jax.tree.leaves(carried_two), jax.tree.leaves(carried_one)):
+        np.testing.assert_allclose(np.abs(a), np.abs(b), rtol=1e-6, atol=1e-9)
+
+
 def test_linearization_respects_its_memory_budget(x64):
     """The residuals are counted without running anything; over the budget, no linearisation."""
     params, data = make_problem(0, (3, 4, 2), n=40)

@@ -31,6 +31,8 @@ DEFAULT_MAX_ITERS = 100
 # A breakdown (invariant subspace) is declared when the new Lanczos direction is at roundoff level,
 # ||w|| <= _BREAKDOWN * eps * ||H v_j||, i.e. after two reorthogonalisation passes nothing is left.
 _BREAKDOWN = 100.0
+# Products the basis has room for in its first phase (see ``_lanczos``); None: one phase.
+FIRST_PHASE = 8
 # Accuracy floor of float arithmetic added to tol * |theta| in the stopping rule, in units of eps * max|theta|.
 _FLOOR = 100.0
 
@@ -346,7 +348,8 @@ STOPPING_RULES = ("gap", "residual")
 
 
 def _lanczos(matvec, like, k: int, num_vectors: int, *, key, v0, tol: float, max_iters: int,
-             block_size: int | None, stopping: str = "gap", power_vectors: bool = False) -> tuple[EigResult, PyTree]:
+             block_size: int | None, stopping: str = "gap", power_vectors: bool = False,
+             first_phase: int | None = FIRST_PHASE) -> tuple[EigResult, PyTree]:
     """The solver behind ``top_eigenpairs`` (settings already validated).
 
     Also returns the top ``num_vectors >= k`` Ritz vectors (leading axis ``num_vectors``; with
@@ -372,7 +375,6 @@ def _lanczos(matvec, like, k: int, num_vectors: int, *, key, v0, tol: float, max
         )
     b = int(b)
     m = int(min(max_iters, dim + b))  # products (columns); dead vectors cost none
-    big_m = m + b  # basis rows
     dtype = jnp.result_type(*jax.tree.leaves(like))
     eps = float(jnp.finfo(dtype).eps)
     min_keep = math.sqrt(eps)  # a new direction keeping less than this fraction of its norm is dependent
@@ -383,14 +385,15 @@ def _lanczos(matvec, like, k: int, num_vectors: int, *, key, v0, tol: float, max
 
     def insert(basis, alive, row, vec, salt):
         """Orthonormalise ``vec`` against rows < row and store it; fall back to a generic vector; else dead."""
+        size = alive.shape[0]
         n_in = _norm(vec)
         vec = _scale(1.0 / jnp.where(n_in > 0, n_in, 1.0), vec)
-        w, _ = _orthogonalize(basis, vec, row, big_m)
+        w, _ = _orthogonalize(basis, vec, row, size)
         nw = _norm(w)
         ok = nw > min_keep
 
         def fallback(_):
-            g, _ = _orthogonalize(basis, generic(salt), row, big_m)
+            g, _ = _orthogonalize(basis, generic(salt), row, size)
             return g, _norm(g)
 
         w, nw = lax.cond(ok, lambda _: (w, nw), fallback, None)
@@ -398,30 +401,39 @@ def _lanczos(matvec, like, k: int, num_vectors: int, *, key, v0, tol: float, max
         w = _scale(jnp.where(ok, 1.0 / jnp.where(ok, nw, 1.0), 0.0), w)
         return _set_row(basis, row, w), alive.at[row].set(ok)
 
-    basis = jax.tree.map(lambda x: jnp.zeros((big_m,) + x.shape, x.dtype), like)
-    alive = jnp.zeros((big_m,), bool)
+    # The basis is built in two phases: first with room for m1 <= m products (most warm-started
+    # estimates stop within a few), then, only if that is not enough, copied into the full
+    # [m + b]-row basis and continued exactly where it stopped (same recurrence, nothing lost).
+    # Allocating and touching the full basis (m + b parameter copies) costs as much as several
+    # products on a small model, so the common case must not pay it.
+    m1 = m if first_phase is None else min(m, max(first_phase, k))
+    basis = jax.tree.map(lambda x: jnp.zeros((m1 + b,) + x.shape, x.dtype), like)
+    alive = jnp.zeros((m1 + b,), bool)
     for i in range(b):  # static: the start block
         vec = jax.tree.map(lambda x: x[i], block0) if i < n_given else generic(i)
         basis, alive = insert(basis, alive, jnp.asarray(i), vec, 1_000_003 + i)
-    coef = jnp.zeros((big_m, m), dtype)
+    coef = jnp.zeros((m1 + b, m1), dtype)
 
+    # The loop is written for any basis size: rows = coef.shape[0] = alive.shape[0], columns
+    # (products) = coef.shape[1].
     def cond(state):
-        j, _, _, _, _, done = state
-        return (~done) & (j < m)
+        j, _, _, coef, _, done = state
+        return (~done) & (j < coef.shape[1])
 
     def body(state):
         j, basis, alive, coef, hvps, _ = state
+        size = alive.shape[0]
         v = _row(basis, j)
         w = lax.cond(alive[j], matvec, lambda x: jax.tree.map(jnp.zeros_like, x), v)
         hvps = hvps + alive[j].astype(jnp.int32)
         hv_norm = _norm(w)
-        w, h = _orthogonalize(basis, w, j + b, big_m)
+        w, h = _orthogonalize(basis, w, j + b, size)
         beta = _norm(w)
         coef = coef.at[:, j].set(h).at[j + b, j].set(beta)
         breakdown = beta <= _BREAKDOWN * eps * hv_norm
         # Next basis row j + b: the new Krylov direction, or a generic one after a breakdown.
         def fresh(_):
-            g, _ = _orthogonalize(basis, generic(2_000_003 + j), j + b, big_m)
+            g, _ = _orthogonalize(basis, generic(2_000_003 + j), j + b, size)
             return g, _norm(g)
 
         w, nw = lax.cond(breakdown, fresh, lambda _: (w, beta), None)
@@ -434,46 +446,65 @@ def _lanczos(matvec, like, k: int, num_vectors: int, *, key, v0, tol: float, max
         done = _converged(theta, bound, ng, k, tol, eps)
         return j + 1, basis, alive, coef, hvps, done
 
+    def finish(state):
+        """The result and the carried vectors from a final loop state (any basis size)."""
+        j, basis, alive, coef, hvps, done = state
+        rows_total, cols = coef.shape
+        theta, s, res, bound, ng = _ritz(coef, alive, j, b)
+        if stopping == "residual":
+            bound = res
+        nv = min(num_vectors, cols)
+        # Padded pairs (i >= ng) get zero coefficients, hence zero vectors.
+        s_out = jnp.where((jnp.arange(nv) < ng)[None, :], s[:, :nv], 0.0)
+        zero = jax.tree.map(lambda x: jnp.zeros((nv,) + x.shape[1:], x.dtype), basis)
+
+        def combine(coeffs, rows):
+            """Unit vectors ``Σ_l coeffs[l, i] V_l`` over basis rows ``l < rows`` (zero stays zero)."""
+            def add(l, out):
+                c = coeffs[l]
+                return jax.tree.map(
+                    lambda o, x: o + c.astype(x.dtype).reshape((nv,) + (1,) * (x.ndim - 1)) * x[l][None], out, basis
+                )
+
+            out = lax.fori_loop(0, rows, add, zero)
+            norms = jnp.sqrt(sum(jnp.sum(x.reshape(nv, -1) ** 2, axis=1) for x in jax.tree.leaves(out)))
+            inv = jnp.where(norms > 0, 1.0 / jnp.where(norms > 0, norms, 1.0), 0.0)
+            out = jax.tree.map(lambda x: x * inv.reshape((nv,) + (1,) * (x.ndim - 1)).astype(x.dtype), out)
+            if nv < num_vectors:
+                out = jax.tree.map(
+                    lambda x: jnp.concatenate([x, jnp.zeros((num_vectors - nv,) + x.shape[1:], x.dtype)]), out
+                )
+            return out
+
+        # Ritz vectors y_i = V s_i over the j filled rows (rows >= j have zero coefficients): O(j n).
+        s_full = jnp.concatenate([s_out, jnp.zeros((rows_total - cols, nv), s_out.dtype)])
+        vecs = combine(s_full, jnp.minimum(j, cols))
+        carried = vecs
+        if power_vectors:
+            # H y_i = V_{j+b} C_j s_i (Arnoldi relation): one power step for free, no product spent.
+            live_rows = (jnp.arange(rows_total) < j + b) & alive
+            carried = combine(jnp.where(live_rows[:, None], coef, 0.0) @ s_out, jnp.minimum(j + b, rows_total))
+        result = EigResult(
+            eigenvalues=theta[:k],
+            eigenvectors=jax.tree.map(lambda x: x[:k], vecs),
+            residuals=res[:k],
+            num_hvps=hvps,
+            converged=done,
+            error_bounds=bound[:k],
+        )
+        return result, carried
+
     state = (jnp.asarray(0, jnp.int32), basis, alive, coef, jnp.asarray(0, jnp.int32), jnp.asarray(False))
-    j, basis, alive, coef, hvps, done = lax.while_loop(cond, body, state)
-    theta, s, res, bound, ng = _ritz(coef, alive, j, b)
-    if stopping == "residual":
-        bound = res
-    nv = min(num_vectors, m)
-    # Padded pairs (i >= ng) get zero coefficients, hence zero vectors.
-    s_out = jnp.where((jnp.arange(nv) < ng)[None, :], s[:, :nv], 0.0)
-    zero = jax.tree.map(lambda x: jnp.zeros((nv,) + x.shape[1:], x.dtype), basis)
+    state = lax.while_loop(cond, body, state)
+    if m1 == m:
+        return finish(state)
 
-    def combine(coeffs, rows):
-        """Unit vectors ``Σ_l coeffs[l, i] V_l`` over basis rows ``l < rows`` (zero stays zero)."""
-        def add(l, out):
-            c = coeffs[l]
-            return jax.tree.map(lambda o, x: o + c.astype(x.dtype).reshape((nv,) + (1,) * (x.ndim - 1)) * x[l][None],
-                                out, basis)
+    def grow(state):
+        j, basis, alive, coef, hvps, done = state
+        basis = jax.tree.map(lambda x: jnp.zeros((m + b,) + x.shape[1:], x.dtype).at[: m1 + b].set(x), basis)
+        alive = jnp.zeros((m + b,), bool).at[: m1 + b].set(alive)
+        coef = jnp.zeros((m + b, m), dtype).at[: m1 + b, :m1].set(coef)
+        return finish(lax.while_loop(cond, body, (j, basis, alive, coef, hvps, done)))
 
-        out = lax.fori_loop(0, rows, add, zero)
-        norms = jnp.sqrt(sum(jnp.sum(x.reshape(nv, -1) ** 2, axis=1) for x in jax.tree.leaves(out)))
-        inv = jnp.where(norms > 0, 1.0 / jnp.where(norms > 0, norms, 1.0), 0.0)
-        out = jax.tree.map(lambda x: x * inv.reshape((nv,) + (1,) * (x.ndim - 1)).astype(x.dtype), out)
-        if nv < num_vectors:
-            out = jax.tree.map(lambda x: jnp.concatenate([x, jnp.zeros((num_vectors - nv,) + x.shape[1:], x.dtype)]),
-                               out)
-        return out
-
-    # Ritz vectors y_i = V s_i over the j filled rows (rows >= j have zero coefficients): O(j n).
-    s_full = jnp.concatenate([s_out, jnp.zeros((big_m - m, nv), s_out.dtype)])
-    vecs = combine(s_full, jnp.minimum(j, m))
-    carried = vecs
-    if power_vectors:
-        # H y_i = V_{j+b} C_j s_i (Arnoldi relation): one power step for free, no product spent.
-        rows = (jnp.arange(big_m) < j + b) & alive
-        carried = combine(jnp.where(rows[:, None], coef, 0.0)[:, :m] @ s_out, jnp.minimum(j + b, big_m))
-    result = EigResult(
-        eigenvalues=theta[:k],
-        eigenvectors=jax.tree.map(lambda x: x[:k], vecs),
-        residuals=res[:k],
-        num_hvps=hvps,
-        converged=done,
-        error_bounds=bound[:k],
-    )
-    return result, carried
+    j, _, _, _, _, done = state
+    return lax.cond((~done) & (j >= m1), grow, finish, state)
