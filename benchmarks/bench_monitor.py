@@ -1,10 +1,12 @@
 """Overhead of eosmodel.Monitor in a user's own loop, against the same loop without it and against
-the trainer's own tracking (run: python benchmarks/bench_monitor.py [--n 1000] [--steps 20]).
+the trainer's own tracking (run: python benchmarks/bench_monitor.py [--n 5000] [--steps 20]).
 
 Model: the fc-tanh benchmark MLP 3072-200-200-10 (656,810 parameters), MSE, full-batch GD, on n
 CIFAR-shaped random examples (synthetic data of CIFAR-10's shape: the cost does not depend on the
-pixel values; n = 1000 by default instead of Cohen et al.'s 5000 to keep the run short on a shared
-2-core machine). Measured, in interleaved rounds (each round times every variant once, so a slow
+pixel values; n = 5000 by default, Cohen et al.'s size). Smaller n (1000, 500) shows the regime
+where a monitor's per-call costs (one dispatch per step, the estimate's temporary buffers allocated
+at each call, which the trainer's compiled loop reuses across steps) weigh against a step of a
+few milliseconds. Measured, in interleaved rounds (each round times every variant once, so a slow
 spell of the machine hits all of them):
 
 * bare: the user's loop, one jitted value_and_grad + optax.sgd update per step;
@@ -41,7 +43,7 @@ from eosmodel.tuners import make_tuner
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1000, help="examples (default 1000)")
+    parser.add_argument("--n", type=int, default=5000, help="examples (default 5000)")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed segment (a multiple of 10)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
