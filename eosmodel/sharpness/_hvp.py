@@ -183,9 +183,11 @@ def linearize_gradient(
     ``fun(w) = ((f(w), ∇f(w)), aux)`` (e.g. a chunked ``value_and_grad`` with the updated BatchNorm
     statistics as ``aux``). ``jax.linearize`` runs the forward and backward pass once, returning
     ``f(w)``, ``∇f(w)`` and the tangent map ``v -> (∇f(w)·v, ∇²f(w) v)``; each Hessian-vector
-    product then costs only the tangent pass (about one gradient for a dense network, against about
-    two for forward-over-reverse ``hvp``, which redoes the primal pass), and the gradient of a
-    training step comes out of the same pass for free. The price is memory: the residuals of the
+    product then runs only the tangent pass, and the gradient of a training step comes out of the
+    same pass for free: that sharing is the main gain (one gradient per estimate). Per product the
+    gain is small where XLA already simplifies forward-over-reverse ``hvp`` well: on the fc-tanh
+    MLP 3072-200-200-10 with 5,000 examples in chunks of 1,000, 126 ms per linearised product
+    against 136 ms per ``hvp`` (a gradient: 112 ms). The price is memory: the residuals of the
     whole pass stay alive while the operator is in use.
 
     Returns:
