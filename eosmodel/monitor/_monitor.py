@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from eosmodel.sharpness import SharpnessTracker, hessian_matvec, value_grad_and_matvec
+from eosmodel.sharpness import SharpnessTracker, full_value_and_grad, hessian_matvec, value_grad_and_matvec
 from eosmodel.sharpness._hvp import _split_chunks
 from eosmodel.trace import TraceWriter
 
@@ -208,8 +208,7 @@ class Monitor:
         # The tracker states are donated: updated in place, as in the trainer's compiled loop.
         self._measure = jax.jit(self._measure_fn, donate_argnums=(0, 1), static_argnames=("plain",))
         self._fused = jax.jit(self._fused_fn, donate_argnums=(0,))
-        self._value_and_grad = jax.jit(lambda params, data: value_grad_and_matvec(loss_fn, params, data, chunk_size,
-                                                                                  linearize=False)[:2])
+        self._value_and_grad = jax.jit(lambda params, data: full_value_and_grad(loss_fn, params, data, chunk_size))
         self._prepared: tuple[int, dict[str, jax.Array]] | None = None
 
     # ----------------------------------------------------------------------------- compiled parts

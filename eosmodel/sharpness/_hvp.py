@@ -176,7 +176,7 @@ def linearize_gradient(
     fun: Callable[[PyTree], tuple[tuple[jax.Array, PyTree], Any]],
     params: PyTree,
     *,
-    budget: int = LINEARIZE_BUDGET_BYTES,
+    budget: int | None = LINEARIZE_BUDGET_BYTES,
 ) -> tuple[jax.Array, PyTree, Any, Callable[[PyTree], PyTree]] | None:
     """Value, gradient and Hessian operator from one linearisation of the gradient, within a memory budget.
 
@@ -191,10 +191,11 @@ def linearize_gradient(
     whole pass stay alive while the operator is in use.
 
     Returns:
-      ``(value, grad, aux, matvec)`` if ``linearization_bytes(fun, params) <= budget``, else None
-      (the caller then recomputes per product, e.g. with ``hvp`` chunk by chunk).
+      ``(value, grad, aux, matvec)`` if ``budget`` is None (no limit) or
+      ``linearization_bytes(fun, params) <= budget``, else None (the caller then recomputes per
+      product, e.g. with ``hvp`` chunk by chunk).
     """
-    if linearization_bytes(fun, params) > budget:
+    if budget is not None and linearization_bytes(fun, params) > budget:
         return None
     (value, grad), tangent, aux = jax.linearize(fun, params, has_aux=True)
     return value, grad, aux, lambda v: tangent(v)[1]
@@ -236,7 +237,7 @@ def value_grad_and_matvec(
         raise ValueError(f"linearize must be True, False or None (by memory); got {linearize!r}.")
     fun, chunks = _chunked_value_and_grad(loss, data, chunk_size)
     if linearize is not False:
-        out = linearize_gradient(fun, params, budget=(1 << 62) if linearize else LINEARIZE_BUDGET_BYTES)
+        out = linearize_gradient(fun, params, budget=None if linearize else LINEARIZE_BUDGET_BYTES)
         if out is not None:
             value, grad, _, matvec = out
             return value, grad, matvec

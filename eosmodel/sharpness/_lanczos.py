@@ -88,13 +88,14 @@ def _set_row(basis: PyTree, i: jax.Array, v: PyTree) -> PyTree:
     return jax.tree.map(lambda b, x: lax.dynamic_update_index_in_dim(b, x, i, 0), basis, v)
 
 
-def _orthogonalize(basis: PyTree, w: PyTree, count: jax.Array, size: int) -> tuple[PyTree, jax.Array]:
+def _orthogonalize(basis: PyTree, w: PyTree, count: jax.Array) -> tuple[PyTree, jax.Array]:
     """Two passes of modified Gram-Schmidt of ``w`` against rows ``0..count-1`` ("twice is enough").
 
-    Returns the orthogonalised ``w`` and the summed projection coefficients ``[size]``. The loop runs
-    over the filled rows only, so the cost grows with the basis actually used.
+    Returns the orthogonalised ``w`` and the summed projection coefficients ``[rows of basis]``. The
+    loop runs over the filled rows only, so the cost grows with the basis actually used.
     """
     dtype = jax.tree.leaves(w)[0].dtype
+    size = jax.tree.leaves(basis)[0].shape[0]
 
     def one_pass(l, carry):
         w, coeffs = carry
@@ -385,15 +386,14 @@ def _lanczos(matvec, like, k: int, num_vectors: int, *, key, v0, tol: float, max
 
     def insert(basis, alive, row, vec, salt):
         """Orthonormalise ``vec`` against rows < row and store it; fall back to a generic vector; else dead."""
-        size = alive.shape[0]
         n_in = _norm(vec)
         vec = _scale(1.0 / jnp.where(n_in > 0, n_in, 1.0), vec)
-        w, _ = _orthogonalize(basis, vec, row, size)
+        w, _ = _orthogonalize(basis, vec, row)
         nw = _norm(w)
         ok = nw > min_keep
 
         def fallback(_):
-            g, _ = _orthogonalize(basis, generic(salt), row, size)
+            g, _ = _orthogonalize(basis, generic(salt), row)
             return g, _norm(g)
 
         w, nw = lax.cond(ok, lambda _: (w, nw), fallback, None)
@@ -422,18 +422,17 @@ def _lanczos(matvec, like, k: int, num_vectors: int, *, key, v0, tol: float, max
 
     def body(state):
         j, basis, alive, coef, hvps, _ = state
-        size = alive.shape[0]
         v = _row(basis, j)
         w = lax.cond(alive[j], matvec, lambda x: jax.tree.map(jnp.zeros_like, x), v)
         hvps = hvps + alive[j].astype(jnp.int32)
         hv_norm = _norm(w)
-        w, h = _orthogonalize(basis, w, j + b, size)
+        w, h = _orthogonalize(basis, w, j + b)
         beta = _norm(w)
         coef = coef.at[:, j].set(h).at[j + b, j].set(beta)
         breakdown = beta <= _BREAKDOWN * eps * hv_norm
         # Next basis row j + b: the new Krylov direction, or a generic one after a breakdown.
         def fresh(_):
-            g, _ = _orthogonalize(basis, generic(2_000_003 + j), j + b, size)
+            g, _ = _orthogonalize(basis, generic(2_000_003 + j), j + b)
             return g, _norm(g)
 
         w, nw = lax.cond(breakdown, fresh, lambda _: (w, beta), None)

@@ -124,11 +124,6 @@ def chunk_mean(fn: Callable[[PyTree], PyTree], chunks: Chunks, dp: DataParallel 
     return total
 
 
-def _num_chunks(chunks: Chunks) -> int:
-    full = 0 if chunks.full is None else int(jax.tree.leaves(chunks.full)[0].shape[0])
-    return full + (chunks.rem is not None)
-
-
 def _tree_sq_norm(tree: PyTree) -> jax.Array:
     return sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree))
 
@@ -206,14 +201,6 @@ def build_step_fns(
 
         return chunk_mean(one, data, dp)
 
-    def value_grad_state_fun(model_state: PyTree, data: Chunks):
-        """``w -> ((f(w), ∇f(w)), model state)``: the step's chunked gradient, in ``linearize_gradient``'s form."""
-        def fun(p):
-            value, grad, new_state = value_grad_state(p, model_state, data)
-            return (value, grad), new_state
-
-        return fun
-
     def subset_hessian_matvec(params: PyTree, subset: Chunks) -> Callable[[PyTree], PyTree]:
         """v -> H v, H the Hessian of the training loss on the sharpness subset at ``params``.
 
@@ -238,7 +225,11 @@ def build_step_fns(
         linearisation of the step's gradient gives the loss and gradient (its primal outputs) and
         the Hessian operator (its tangent map), so the estimate costs its HVPs only.
         """
-        fused = linearize_gradient(value_grad_state_fun(state.model_state, data), state.params) if fuse else None
+        def fun(p):  # w -> ((f(w), ∇f(w)), model state): the step's chunked gradient
+            value, grad, new_state = value_grad_state(p, state.model_state, data)
+            return (value, grad), new_state
+
+        fused = linearize_gradient(fun, state.params) if fuse else None
         if fused is not None:
             value, grad, model_state, matvec = fused
         else:
@@ -246,14 +237,12 @@ def build_step_fns(
             matvec = subset_hessian_matvec(state.params, subset)
         tstate, res = tracker.estimate(state.tracker, matvec, key=jax.random.fold_in(keys["step"], state.step))
         hvps = res.num_hvps.astype(jnp.int32)
-        if with_curvature:
-            gg = _tree_sq_norm(grad)
-            ghg = optax.tree_utils.tree_vdot(grad, matvec(grad))
-            curv = jnp.where(gg > 0, ghg / jnp.where(gg > 0, gg, 1), jnp.nan).astype(value.dtype)
+        if with_curvature:  # gᵀHg; divided by ‖g‖² in ``step``, which has it
+            ghg = optax.tree_utils.tree_vdot(grad, matvec(grad)).astype(value.dtype)
             hvps = hvps + 1
         else:
-            curv = jnp.full((), jnp.nan, value.dtype)
-        measured = (tstate, res.eigenvalues.astype(value.dtype), hvps, res.converged, curv)
+            ghg = jnp.full((), jnp.nan, value.dtype)
+        measured = (tstate, res.eigenvalues.astype(value.dtype), hvps, res.converged, ghg)
         return (value, grad, model_state), measured
 
     def gradient_only(state: TrainState, data: Chunks):
@@ -277,8 +266,9 @@ def build_step_fns(
                 (value, grad, model_state), measured = lax.cond(
                     t % every == 0, measure, lambda: gradient_only(state, data)
                 )
-            tracker_state, eigs, hvps, converged, curv = measured
-        record: dict[str, jax.Array] = {"step": t, "loss": value, "grad_norm_sq": _tree_sq_norm(grad)}
+            tracker_state, eigs, hvps, converged, ghg = measured
+        gg = _tree_sq_norm(grad)
+        record: dict[str, jax.Array] = {"step": t, "loss": value, "grad_norm_sq": gg}
         value_fn = lambda p: chunk_mean(lambda b: fns.loss(p, b), data, dp)  # noqa: E731
         updates, opt_state = tx.update(grad, state.opt_state, state.params, value=value, grad=grad, value_fn=value_fn)
         params = optax.apply_updates(state.params, updates)
@@ -290,7 +280,7 @@ def build_step_fns(
                 record[f"sharpness_{i + 1}"] = eigs[i]
             record["normalized_sharpness"] = eta * eigs[0]
             if with_curvature:
-                record["grad_curvature"] = curv
+                record["grad_curvature"] = jnp.where(gg > 0, ghg / jnp.where(gg > 0, gg, 1), jnp.nan).astype(value.dtype)
             record["hvps"] = hvps
             record["sharpness_converged"] = jnp.where(jnp.isnan(eigs[0]), jnp.nan, converged.astype(value.dtype))
         for name, val in read_diagnostics(opt_state).items():
